@@ -1,0 +1,94 @@
+"""Fresh, randomly initialised small models for training and tests.
+
+Two architectures, both built by transformers itself so that everything myopia does to
+them it can do to a pretrained model of the same family:
+
+- ``llama``: rotary positions, RMSNorm, SwiGLU MLP and grouped-query attention;
+- ``gpt2``: learned positions, LayerNorm, GELU MLP and a fused q/k/v projection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from myopia.errors import MyopiaError
+
+ARCHITECTURES = ("llama", "gpt2")
+
+
+@dataclass
+class FreshModelConfig:
+    """Size of a fresh model. ``n_kv_heads`` < ``n_heads`` gives grouped-query attention
+    (Llama only; GPT-2 has one key/value head per query head)."""
+
+    architecture: str = "llama"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    d_mlp: int = 256
+    vocab_size: int = 384  # the byte tokenizer (ByT5): 256 bytes, 3 specials, 125 extra ids
+    max_positions: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise MyopiaError(
+                f"unknown architecture {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
+            )
+        if self.d_model % self.n_heads:
+            raise MyopiaError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+        if self.n_heads % self.n_kv_heads:
+            raise MyopiaError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+
+    @classmethod
+    def from_options(cls, architecture: str, options: dict[str, str]) -> FreshModelConfig:
+        """Build from ``key=value`` strings, e.g. parsed from ``fresh-llama:d_model=128``."""
+        fields = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "architecture"}
+        values = {}
+        for key, raw in options.items():
+            if key not in fields:
+                raise MyopiaError(
+                    f"unknown fresh-model option {key!r}: choose from {', '.join(fields)}"
+                )
+            try:
+                values[key] = int(raw)
+            except ValueError:
+                raise MyopiaError(f"fresh-model option {key}={raw!r} must be an integer") from None
+        return cls(architecture=architecture, **values)
+
+
+def build_fresh_model(config: FreshModelConfig) -> torch.nn.Module:
+    """A randomly initialised causal LM with dropout off (myopic attention forbids it)."""
+    torch.manual_seed(config.seed)
+    if config.architecture == "llama":
+        hf_config = LlamaConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.d_model,
+            intermediate_size=config.d_mlp,
+            num_hidden_layers=config.n_layers,
+            num_attention_heads=config.n_heads,
+            num_key_value_heads=config.n_kv_heads,
+            max_position_embeddings=config.max_positions,
+            tie_word_embeddings=False,
+            attention_dropout=0.0,
+        )
+        model = LlamaForCausalLM(hf_config)
+    else:
+        hf_config = GPT2Config(
+            vocab_size=config.vocab_size,
+            n_embd=config.d_model,
+            n_inner=config.d_mlp,
+            n_layer=config.n_layers,
+            n_head=config.n_heads,
+            n_positions=config.max_positions,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+        )
+        model = GPT2LMHeadModel(hf_config)
+    return model.eval()

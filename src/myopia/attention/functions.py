@@ -47,14 +47,21 @@ def _expand_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=1)
 
 
-def _split_channels(module, query, key, value, mode):
-    """Return (query, key_live, value_live, key_past, value_past).
+def _split_channels(module, query, key, value, mode, offset):
+    """Return (query, key_past, value_past, key_own, value_own).
 
-    ``*_live`` carry the gradient a position's own key/value gets from its own query;
-    ``*_past`` are what a query sees at earlier positions.
+    ``*_past`` (B, Hkv, K, hd) are the keys and values every query sees, the own position
+    included. ``*_own`` (B, Hkv, Q, hd) are zero-valued tensors whose gradient paths are
+    exactly what a position's own key/value adds for its own query beyond the past
+    channel; they enter attention only through the own (diagonal) term.
     """
-    if mode == "kv":
-        return query, key, value, key.detach(), value.detach()
+
+    def own(x):  # the own positions' rows (all rows unless a cache holds earlier ones)
+        return x[:, :, offset:] if offset else x
+
+    if mode == "kv":  # past: constants; own: the whole live key/value
+        k_own, v_own = own(key), own(value)
+        return query, key.detach(), value.detach(), k_own - k_own.detach(), v_own - v_own.detach()
     layout = weight_only.layout_of(module)
     if layout is None:
         raise MyopiaError(
@@ -62,12 +69,19 @@ def _split_channels(module, query, key, value, mode):
             "myopia.set_myopic(model, 'residual') or myopia.myopic(model, 'residual'), "
             "not with model.set_attn_implementation"
         )
-    if layout == "heads":  # key/value (B, 2*Hkv, T, hd): live heads, then weight-only heads
-        n = key.shape[1] // 2
-        return query, key[:, :n], value[:, :n], key[:, n:], value[:, n:]
-    # layout == "batch": query/key/value (2B, H, T, hd): live batch, then weight-only batch
-    b = query.shape[0] // 2
-    return query[:b], key[:b], value[:b], key[b:], value[b:]
+    if layout == "heads":
+        # key/value (B, 2*Hkv, T, hd): input-only heads, then weight-only heads. The
+        # weight-only channel already carries the weights' whole gradient (own position
+        # included); the own position adds only the path into its input.
+        # chunk, not two slices: its backward assembles the gradient in one allocation.
+        (k_x, k_past), (v_x, v_past) = key.chunk(2, dim=1), value.chunk(2, dim=1)
+        k_x, v_x = own(k_x), own(v_x)
+        return query, k_past, v_past, k_x - k_x.detach(), v_x - v_x.detach()
+    # layout == "batch": query/key/value (2B, H, T, hd): the live fused projection, then
+    # the weight-only one. Own = live - weight-only: the input path alone.
+    q_live = query.chunk(2, dim=0)[0]
+    (k_live, k_past), (v_live, v_past) = key.chunk(2, dim=0), value.chunk(2, dim=0)
+    return q_live, k_past, v_past, own(k_live) - own(k_past), own(v_live) - own(v_past)
 
 
 def _check_no_dropout(dropout: float) -> None:
@@ -111,82 +125,140 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
 def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
     """Readable reference: materialise scores with past keys constant, own key live."""
     _check_no_dropout(dropout)
-    q, k_live, v_live, k_past, v_past = _split_channels(module, query, key, value, mode)
-    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd)
-    n_kv_heads, k_len = k_live.shape[1], k_live.shape[2]  # (B, Hkv, K, hd)
-    groups, offset = n_heads // n_kv_heads, k_len - q_len
+    n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    offset = k_len - q_len
+    q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
+    groups = n_heads // k_past.shape[1]
     k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B, H, K, hd)
-    # Zero-valued differences: own key/value minus what later queries see of them.
-    dk_own = _expand_kv(k_live[:, :, offset:] - k_past[:, :, offset:], groups)  # (B, H, Q, hd)
-    dv_own = _expand_kv(v_live[:, :, offset:] - v_past[:, :, offset:], groups)  # (B, H, Q, hd)
+    k_own_h, v_own_h = _expand_kv(k_own, groups), _expand_kv(v_own, groups)  # (B, H, Q, hd), = 0
 
     scores = torch.matmul(q, k_past_h.transpose(-1, -2)) * scaling  # (B, H, Q, K)
-    scores.diagonal(offset, -2, -1).add_(scaling * (q * dk_own).sum(-1))  # own score live
+    scores.diagonal(offset, -2, -1).add_(scaling * (q * k_own_h).sum(-1))  # own score live
     scores = scores + _additive_mask(attention_mask, q_len, k_len, q.dtype, q.device)
     probs = _softmax(scores)  # (B, H, Q, K)
     own_prob = probs.diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)
-    out = torch.matmul(probs, v_past_h) + own_prob * dv_own  # (B, H, Q, hd)
+    out = torch.matmul(probs, v_past_h) + own_prob * v_own_h  # (B, H, Q, hd)
     return out.transpose(1, 2).contiguous(), probs
 
 
-@torch.no_grad()
-def _own_attention_prob(q, k, attention_mask, scaling, offset) -> torch.Tensor:
-    """Each query's attention probability on its own key: (B, H, Q, 1), no gradient.
+def _attend_to_self_if_nothing(allowed: torch.Tensor, offset: int) -> torch.Tensor:
+    """Let fully masked query rows (padding before the first real token) see their own key.
 
-    Computed in query chunks so that long sequences never hold the whole (Q, K) matrix.
-    """
-    batch, n_heads, q_len, head_dim = q.shape  # (B, H, Q, hd)
-    n_kv_heads, k_len = k.shape[1], k.shape[2]  # (B, Hkv, K, hd)
-    groups = n_heads // n_kv_heads
-    q_grouped = q.reshape(batch, n_kv_heads, groups, q_len, head_dim)  # (B, Hkv, G, Q, hd)
-    k_t = k.unsqueeze(2).transpose(-1, -2)  # (B, Hkv, 1, hd, K)
+    Their outputs feed no real token's loss, and this keeps every row finite (a row with
+    no allowed key is NaN in SDPA's fused kernels)."""
+    q_len, k_len = allowed.shape[-2:]
+    own = torch.arange(q_len, device=allowed.device)[:, None] + offset == torch.arange(
+        k_len, device=allowed.device
+    )
+    return allowed | (own & ~allowed.any(-1, keepdim=True))
+
+
+def _fast_mask(attention_mask, q_len: int, k_len: int, dtype, device):
+    """(additive mask (B|1, 1, Q, K) or None, is_causal) for the fast path."""
+    if attention_mask is None and q_len == k_len:
+        return None, True
+    if attention_mask is None or attention_mask.dtype == torch.bool:
+        if attention_mask is None:
+            allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
+            allowed = allowed.tril(diagonal=k_len - q_len)[None, None]
+        else:
+            allowed = attention_mask[..., :k_len]
+        allowed = _attend_to_self_if_nothing(allowed, k_len - q_len)
+        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+        return mask.masked_fill(~allowed, torch.finfo(dtype).min), False
+    return attention_mask[..., :k_len].to(dtype), False
+
+
+def _chunked_logsumexp(q, k, mask, scaling) -> torch.Tensor:
+    """Row log-sum-exp of the masked scores, (B, H, Q), in query chunks (bounded memory).
+    Used where no fused kernel returns it (any device but the CPU)."""
+    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd), k: (B, H, K, hd)
+    k_len = k.shape[2]
     chunk = max(1, _SELF_PROB_CHUNK_ELEMENTS // max(1, batch * n_heads * k_len))
-    probs = []
+    rows = []
     for start in range(0, q_len, chunk):
         stop = min(q_len, start + chunk)
-        scores = torch.matmul(q_grouped[..., start:stop, :], k_t) * scaling  # (B, Hkv, G, c, K)
-        if attention_mask is None:
-            rows = torch.arange(start, stop, device=q.device)[:, None] + offset
-            cols = torch.arange(k_len, device=q.device)[None, :]
-            scores = scores.masked_fill(cols > rows, torch.finfo(scores.dtype).min)
+        scores = torch.matmul(q[:, :, start:stop], k.transpose(-1, -2)) * scaling  # (B,H,c,K)
+        if mask is None:  # causal, q_len == k_len
+            cols = torch.arange(k_len, device=q.device)
+            above = cols[None, :] > torch.arange(start, stop, device=q.device)[:, None]
+            scores = scores.masked_fill(above, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + attention_mask[:, :, None, start:stop, :]  # (B|1, 1, 1, c, K)
-        own = torch.arange(start, stop, device=q.device) + offset  # (c,)
-        own_scores = scores[..., torch.arange(stop - start, device=q.device), own]  # (B,Hkv,G,c)
+            scores = scores + mask[:, :, start:stop]
         lse_dtype = torch.promote_types(scores.dtype, torch.float32)
-        probs.append(torch.exp(own_scores - torch.logsumexp(scores.to(lse_dtype), -1).to(q.dtype)))
-    return torch.cat(probs, dim=-1).reshape(batch, n_heads, q_len, 1)
+        rows.append(torch.logsumexp(scores.to(lse_dtype), -1).to(q.dtype))
+    return torch.cat(rows, dim=-1)
+
+
+def _attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
+    """Attention output (B, H, Q, hd) and each row's score log-sum-exp (B, H, Q).
+
+    On the CPU, the fused kernel that scaled_dot_product_attention itself dispatches to
+    returns the log-sum-exp it computes anyway (a private ATen op; fallback below)."""
+    if q.device.type == "cpu" and _CPU_FUSED is not None:
+        out, lse = _CPU_FUSED(q, k, v, 0.0, is_causal, attn_mask=mask, scale=scaling)
+        return out, lse.to(q.dtype)
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scaling
+    )
+    with torch.no_grad():
+        return out, _chunked_logsumexp(q, k, mask, scaling)
+
+
+_CPU_FUSED = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+class _OwnPositionGradient(torch.autograd.Function):
+    """Identity on the attention output. Backward adds what the past channel withheld: the
+    gradient each position's own key and value get from its own query (the diagonal of
+    attention), sent into the zero-valued own-channel tensors.
+
+    For the diagonal term p_tt v_t of out_t: d out_t / d v_t = p_tt, and
+    d out_t / d score_tt = p_tt (v_t - out_t) with score_tt = scaling * q_t . k_t.
+    """
+
+    @staticmethod
+    def forward(ctx, out, k_own, v_own, v_values, q, own_prob, scaling):
+        # out, q: (B, H, Q, hd); k_own, v_own, v_values: (B, Hkv, Q, hd); own_prob: (B, H, Q, 1)
+        ctx.save_for_backward(out.detach(), v_values.detach(), q.detach(), own_prob)
+        ctx.scaling = scaling
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (B, H, Q, hd)
+        out, v_values, q, own_prob = ctx.saved_tensors
+        batch, n_heads, q_len, head_dim = grad.shape
+        n_kv_heads = v_values.shape[1]
+        groups = n_heads // n_kv_heads
+
+        def per_kv_head(x):  # (B, H, Q, hd) -> (B, Hkv, Q, hd): sum over each head group
+            return x.view(batch, n_kv_heads, groups, q_len, head_dim).sum(2)
+
+        grad_score = own_prob * (grad * (_expand_kv(v_values, groups) - out)).sum(-1, keepdim=True)
+        grad_k = per_kv_head((ctx.scaling * grad_score) * q) if ctx.needs_input_grad[1] else None
+        grad_v = per_kv_head(own_prob * grad) if ctx.needs_input_grad[2] else None
+        return grad, grad_k, grad_v, None, None, None, None
 
 
 def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
-    """Fast path: SDPA over the past channel, then O(T) zero-valued own-position terms."""
+    """Fast path: fused attention over the past channel; in backward, each position's own
+    key and value also get the gradient from their own query (O(T) extra work)."""
     _check_no_dropout(dropout)
-    q, k_live, v_live, k_past, v_past = _split_channels(module, query, key, value, mode)
-    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd)
-    n_kv_heads, k_len = k_live.shape[1], k_live.shape[2]  # (B, Hkv, K, hd)
-    groups, offset = n_heads // n_kv_heads, k_len - q_len
+    n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    offset = k_len - q_len
+    q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
+    groups = n_heads // k_past.shape[1]
+    mask, is_causal = _fast_mask(attention_mask, q_len, k_len, q.dtype, q.device)
 
-    causal_only = attention_mask is None and q_len == k_len
-    sdpa_mask = attention_mask[..., :k_len] if attention_mask is not None else None
-    if attention_mask is None and not causal_only:
-        sdpa_mask = _additive_mask(None, q_len, k_len, q.dtype, q.device)
-    # Values and the query's gradient: every key seen through the past channel. The mask
-    # goes to SDPA as transformers' sdpa backend passes it, so padded rows match it.
-    out = F.scaled_dot_product_attention(
-        q, k_past, v_past, attn_mask=sdpa_mask, is_causal=causal_only, scale=scaling,
-        enable_gqa=groups > 1,
-    )  # (B, H, Q, hd)
-    lse_mask = None if causal_only else _additive_mask(attention_mask, q_len, k_len, q.dtype, q.device)
-    own_prob = _own_attention_prob(q, k_past, lse_mask, scaling, offset)  # (B, H, Q, 1)
-
-    dk_own = _expand_kv(k_live[:, :, offset:] - k_past[:, :, offset:], groups)  # (B, H, Q, hd)
-    dv_own = _expand_kv(v_live[:, :, offset:] - v_past[:, :, offset:], groups)  # (B, H, Q, hd)
-    v_own = _expand_kv(v_past[:, :, offset:].detach(), groups)  # (B, H, Q, hd)
-    # d out_t / d score_tt = p_tt (v_t - out_t); the score's own-key part enters through
-    # a zero-valued dot product, so only the own key's gradient changes.
-    d_out_d_own_score = own_prob * (v_own - out.detach())  # (B, H, Q, hd), constant
-    own_score_delta = scaling * (q.detach() * dk_own).sum(-1, keepdim=True)  # (B, H, Q, 1)
-    out = out + own_prob * dv_own + d_out_d_own_score * own_score_delta
+    k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
+    # Values, and the query's gradient: every key seen through the past channel.
+    out, lse = _attention_with_lse(q, k_past_h, v_past_h, mask, is_causal, scaling)
+    with torch.no_grad():
+        own_score = scaling * (q * k_past_h[:, :, offset:]).sum(-1)  # (B, H, Q)
+        if mask is not None:
+            own_score = own_score + mask.diagonal(offset, -2, -1)
+        own_prob = torch.exp(own_score - lse).unsqueeze(-1)  # (B, H, Q, 1)
+    out = _OwnPositionGradient.apply(out, k_own, v_own, v_past[:, :, offset:], q, own_prob, scaling)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -215,6 +287,5 @@ def bigram_fast(module, query, key, value, attention_mask, scaling, dropout=0.0,
     _check_no_dropout(dropout)
     n_heads, q_len = query.shape[1], query.shape[2]
     n_kv_heads, k_len = key.shape[1], key.shape[2]
-    out = _expand_kv(value[:, :, k_len - q_len:], n_heads // n_kv_heads)  # (B, H, Q, hd)
+    out = _expand_kv(value[:, :, k_len - q_len :], n_heads // n_kv_heads)  # (B, H, Q, hd)
     return out.transpose(1, 2).contiguous(), None
-

@@ -55,8 +55,11 @@ def reference_myopic_gradient(
         attention_mask = torch.ones_like(input_ids)
     valid = valid_targets(input_ids, attention_mask)  # (B, T-1)
     grads = _zero_grads(model)
-    step = {"kv": _kv_target_logits, "residual": _residual_target_logits,
-            "bigram": _bigram_target_logits}[mode]
+    step = {
+        "kv": _kv_target_logits,
+        "residual": _residual_target_logits,
+        "bigram": _bigram_target_logits,
+    }[mode]
     saved = _attention_inputs(model, input_ids, attention_mask) if mode == "residual" else None
     for t in range(input_ids.shape[1] - 1):
         if not valid[:, t].any():
@@ -86,7 +89,7 @@ def _kv_target_logits(model, input_ids, attention_mask, t, _saved):
         input_ids=input_ids[:, t : t + 1],
         attention_mask=attention_mask[:, : t + 1],
         position_ids=_positions(t, t + 1, input_ids),
-        past_key_values=cache,
+        cache=cache,
         use_cache=cache is not None,
     )
     return out.logits[:, -1]
@@ -124,8 +127,12 @@ def _attention_inputs(model, input_ids, attention_mask) -> list[torch.Tensor]:
     ]
     try:
         with torch.no_grad():
-            model(input_ids=input_ids, attention_mask=attention_mask,
-                  position_ids=_positions(0, input_ids.shape[1], input_ids), use_cache=False)
+            model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=_positions(0, input_ids.shape[1], input_ids),
+                use_cache=False,
+            )
     finally:
         for h in handles:
             h.remove()
@@ -147,8 +154,12 @@ def _residual_target_logits(model, input_ids, attention_mask, t, saved):
         m.register_forward_pre_hook(freeze_past(i), with_kwargs=True) for i, m in enumerate(modules)
     ]
     try:
-        out = model(input_ids=input_ids[:, : t + 1], attention_mask=attention_mask[:, : t + 1],
-                    position_ids=_positions(0, t + 1, input_ids), use_cache=False)
+        out = model(
+            input_ids=input_ids[:, : t + 1],
+            attention_mask=attention_mask[:, : t + 1],
+            position_ids=_positions(0, t + 1, input_ids),
+            use_cache=False,
+        )
     finally:
         for h in handles:
             h.remove()

@@ -52,9 +52,13 @@ def implementation_name(mode: str, backend: str = "fast") -> str:
 
 def _check(mode: str, backend: str) -> None:
     if mode not in functions.MODES:
-        raise MyopiaError(f"unknown myopic mode {mode!r}: choose one of {', '.join(functions.MODES)}")
+        raise MyopiaError(
+            f"unknown myopic mode {mode!r}: choose one of {', '.join(functions.MODES)}"
+        )
     if backend not in BACKENDS:
-        raise MyopiaError(f"unknown attention backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        raise MyopiaError(
+            f"unknown attention backend {backend!r}: choose one of {', '.join(BACKENDS)}"
+        )
 
 
 def register() -> None:
@@ -108,7 +112,9 @@ def set_myopic(model: nn.Module, mode: str | None, backend: str = "fast") -> Non
 def myopic(model: nn.Module, mode: str = "kv", backend: str = "fast") -> Iterator[nn.Module]:
     """Context manager: the model is in myopic ``mode`` inside, as it was outside."""
     previous_mode = current_mode(model)
-    previous_backend = "eager" if (model.config._attn_implementation or "").endswith("_eager") else "fast"
+    previous_backend = (
+        "eager" if (model.config._attn_implementation or "").endswith("_eager") else "fast"
+    )
     set_myopic(model, mode, backend)
     try:
         yield model

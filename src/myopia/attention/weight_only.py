@@ -34,14 +34,65 @@ def layout_of(attention_module: nn.Module) -> str | None:
     return _LAYOUTS.get(attention_module)
 
 
-def _append_weight_only(dim: int):
-    def hook(projection: nn.Module, args, output):
-        # projection.forward, not projection(...): the same computation without re-running
-        # hooks, on an input whose gradient is cut.
-        weight_only = projection.forward(args[0].detach())
-        return torch.cat([output, weight_only], dim=dim)
+class _WeightOnlyProjection(torch.autograd.Function):
+    """The projection's output once more, without recomputing it, with a gradient that
+    reaches the weight and bias only (the input is held constant)."""
 
-    return hook
+    @staticmethod
+    def forward(ctx, output, inputs, weight, bias, weight_is_in_by_out):
+        ctx.save_for_backward(inputs)
+        ctx.weight_is_in_by_out = weight_is_in_by_out
+        ctx.has_bias = bias is not None
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (inputs,) = ctx.saved_tensors
+        grad_flat = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        inputs_flat = inputs.reshape(-1, inputs.shape[-1])  # (N, in)
+        if ctx.weight_is_in_by_out:  # GPT-2's Conv1D: y = x W + b, W (in, out)
+            grad_weight = inputs_flat.t() @ grad_flat
+        else:  # nn.Linear: y = x W^T + b, W (out, in)
+            grad_weight = grad_flat.t() @ inputs_flat
+        grad_bias = grad_flat.sum(0) if ctx.has_bias else None
+        return None, None, grad_weight, grad_bias, None
+
+
+class _InputOnlyProjection(torch.autograd.Function):
+    """A linear projection's output once more, with a gradient that reaches its input
+    only (the weights are held constant)."""
+
+    @staticmethod
+    def forward(ctx, output, inputs, weight):
+        ctx.save_for_backward(weight)
+        return output.view_as(output)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        return None, grad @ weight, None  # nn.Linear: y = x W^T + b, so dx = dy W
+
+
+def _input_only_then_weight_only(projection: nn.Linear, args, output):
+    """Hook for separate k/v projections: (input-only, weight-only) on the feature axis.
+    The ordinary output's graph is dropped, so the backward costs what an ordinary one
+    does: one matmul into the input, one into the weights."""
+    inputs, value = args[0], output.detach()
+    input_only = _InputOnlyProjection.apply(value, inputs, projection.weight)
+    weight_only = _WeightOnlyProjection.apply(
+        value, inputs.detach(), projection.weight, projection.bias, False
+    )
+    return torch.cat([input_only, weight_only], dim=-1)
+
+
+def _live_then_weight_only(projection: nn.Module, args, output):
+    """Hook for a fused q/k/v projection (GPT-2's Conv1D): (live, weight-only) on the batch
+    axis; the query must stay fully live, so the live copy keeps both paths."""
+    inputs = args[0]
+    weight_only = _WeightOnlyProjection.apply(
+        output.detach(), inputs.detach(), projection.weight, projection.bias, True
+    )
+    return torch.cat([output, weight_only], dim=0)
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -70,13 +121,22 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
     handles = []
     for module in modules:
         if hasattr(module, "k_proj"):
-            if module.k_proj is module.v_proj:
-                raise UnsupportedModelError("residual mode needs separate k_proj and v_proj")
-            handles.append(module.k_proj.register_forward_hook(_append_weight_only(dim=-1)))
-            handles.append(module.v_proj.register_forward_hook(_append_weight_only(dim=-1)))
+            projections = (module.k_proj, module.v_proj)
+            if (
+                not all(isinstance(p, nn.Linear) for p in projections)
+                or projections[0] is projections[1]
+            ):
+                raise UnsupportedModelError(
+                    "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
+                )
+            handles += [p.register_forward_hook(_input_only_then_weight_only) for p in projections]
             _LAYOUTS[module] = "heads"
         else:
-            handles.append(module.c_attn.register_forward_hook(_append_weight_only(dim=0)))
+            if type(module.c_attn).__name__ != "Conv1D":
+                raise UnsupportedModelError(
+                    "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
+                )
+            handles.append(module.c_attn.register_forward_hook(_live_then_weight_only))
             _LAYOUTS[module] = "batch"
     return handles
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 def valid_targets(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
     """(B, T-1) bool: position t predicts token t+1 and both are real (not padding)."""
     if attention_mask is None:
-        return torch.ones(input_ids.shape[0], input_ids.shape[1] - 1, dtype=torch.bool,
-                          device=input_ids.device)
+        return torch.ones(
+            input_ids.shape[0], input_ids.shape[1] - 1, dtype=torch.bool, device=input_ids.device
+        )
     mask = attention_mask.bool()
     return mask[:, :-1] & mask[:, 1:]
 

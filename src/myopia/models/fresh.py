@@ -19,6 +19,9 @@ from myopia.errors import MyopiaError
 
 ARCHITECTURES = ("llama", "gpt2")
 
+# Special tokens of the byte tokenizer (ByT5) that fresh models use by default.
+_BYTE_TOKENS = {"pad_token_id": 0, "eos_token_id": 1, "bos_token_id": None}
+
 
 @dataclass
 class FreshModelConfig:
@@ -29,7 +32,7 @@ class FreshModelConfig:
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
-    n_kv_heads: int = 2
+    n_kv_heads: int | None = None  # None: half the heads in Llama (GQA), all in GPT-2
     d_mlp: int = 256
     vocab_size: int = 384  # the byte tokenizer (ByT5): 256 bytes, 3 specials, 125 extra ids
     max_positions: int = 512
@@ -38,12 +41,22 @@ class FreshModelConfig:
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise MyopiaError(
-                f"unknown architecture {self.architecture!r}: choose one of {', '.join(ARCHITECTURES)}"
+                f"unknown architecture {self.architecture!r}: "
+                f"choose one of {', '.join(ARCHITECTURES)}"
             )
+        if self.n_kv_heads is None:
+            halve = self.architecture == "llama" and self.n_heads % 2 == 0
+            self.n_kv_heads = self.n_heads // 2 if halve else self.n_heads
+        if self.architecture == "gpt2" and self.n_kv_heads != self.n_heads:
+            raise MyopiaError("GPT-2 has one key/value head per query head: drop n_kv_heads")
         if self.d_model % self.n_heads:
-            raise MyopiaError(f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}")
+            raise MyopiaError(
+                f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}"
+            )
         if self.n_heads % self.n_kv_heads:
-            raise MyopiaError(f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}")
+            raise MyopiaError(
+                f"n_heads={self.n_heads} must be a multiple of n_kv_heads={self.n_kv_heads}"
+            )
 
     @classmethod
     def from_options(cls, architecture: str, options: dict[str, str]) -> FreshModelConfig:
@@ -76,6 +89,7 @@ def build_fresh_model(config: FreshModelConfig) -> torch.nn.Module:
             max_position_embeddings=config.max_positions,
             tie_word_embeddings=False,
             attention_dropout=0.0,
+            **_BYTE_TOKENS,
         )
         model = LlamaForCausalLM(hf_config)
     else:
@@ -89,6 +103,7 @@ def build_fresh_model(config: FreshModelConfig) -> torch.nn.Module:
             resid_pdrop=0.0,
             embd_pdrop=0.0,
             attn_pdrop=0.0,
+            **_BYTE_TOKENS,
         )
         model = GPT2LMHeadModel(hf_config)
     return model.eval()

@@ -1,0 +1,108 @@
+"""Cost of a myopic training step against an ordinary one, measured side by side.
+
+For each model, the same batch and the same attention backend family, it times a
+forward + backward pass in ordinary mode and in myopic mode, alternating the two so that
+machine noise hits both alike, and prints the ratio of medians. Target: <= 1.15.
+
+    python bench/myopic_step.py                 # tiny model and SmolLM2, batch 4 x 256
+    python bench/myopic_step.py --models tiny --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from myopia.attention import myopic
+from myopia.gradients.loss import mean_token_loss
+from myopia.models.loading import load_model
+
+TARGET_RATIO = 1.15
+# (ordinary transformers backend, myopia backend) pairs of the same family.
+BACKENDS = {"fast": "sdpa", "eager": "eager"}
+
+
+def step(model, batch) -> None:
+    model.zero_grad(set_to_none=True)
+    mean_token_loss(model, batch).backward()
+
+
+def time_pair(model, batch, mode, backend, repeats) -> tuple[float, float]:
+    ordinary_times, myopic_times = [], []
+    model.set_attn_implementation(BACKENDS[backend])
+    for _ in range(2):  # warm-up both
+        step(model, batch)
+        with myopic(model, mode, backend):
+            step(model, batch)
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step(model, batch)
+        ordinary_times.append(time.perf_counter() - start)
+        with myopic(model, mode, backend):
+            start = time.perf_counter()
+            step(model, batch)
+            myopic_times.append(time.perf_counter() - start)
+    return statistics.median(ordinary_times), statistics.median(myopic_times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["tiny", "smollm2"])
+    parser.add_argument("--modes", nargs="+", default=["kv", "residual"])
+    parser.add_argument("--backends", nargs="+", default=["fast", "eager"])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args()
+
+    specs = {
+        "tiny": "fresh-llama:d_model=128,n_layers=2,n_heads=4,n_kv_heads=2,d_mlp=512",
+        "smollm2": "smollm2",
+    }
+    rows = []
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch} x {args.seq_len} tokens, median of {args.repeats}"
+    )
+    for name in args.models:
+        model, _ = load_model(specs.get(name, name))
+        model.train()
+        generator = torch.Generator().manual_seed(0)
+        vocab = model.config.vocab_size
+        batch = {
+            "input_ids": torch.randint(0, vocab, (args.batch, args.seq_len), generator=generator)
+        }
+        for backend in args.backends:
+            for mode in args.modes:
+                ordinary, myopic_time = time_pair(model, batch, mode, backend, args.repeats)
+                ratio = myopic_time / ordinary
+                rows.append(
+                    {
+                        "model": name,
+                        "mode": mode,
+                        "backend": backend,
+                        "ordinary_s": ordinary,
+                        "myopic_s": myopic_time,
+                        "ratio": ratio,
+                        "within_target": ratio <= TARGET_RATIO,
+                    }
+                )
+                print(
+                    f"{name:8s} {mode:8s} {backend:5s} ({BACKENDS[backend]:5s}) "
+                    f"ordinary {ordinary * 1e3:8.1f} ms  myopic {myopic_time * 1e3:8.1f} ms  "
+                    f"ratio {ratio:.3f}  {'OK' if ratio <= TARGET_RATIO else 'OVER'} "
+                    f"(target <= {TARGET_RATIO})",
+                    flush=True,
+                )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data: corpora and token windows for training and evaluation."""

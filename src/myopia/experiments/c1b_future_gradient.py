@@ -1,0 +1,74 @@
+"""C1(b): how much of a pretrained model's gradient serves later tokens, per layer.
+
+For each text sequence, the gradient of the mean next-token loss is split into its
+current part (the exact myopic gradient, mode ``kv``) and its future part (the rest).
+The future share |future| / (|current| + |future|) is computed per layer and averaged
+over sequences, with 95% Student-t intervals over sequences.
+
+C1's verdict rule is about the myopia gap of C1(a), a training experiment; this section
+describes the gradient but does not decide the claim.
+"""
+
+from __future__ import annotations
+
+from myopia.data.text import token_chunks
+from myopia.gradients.future_share import measure_future_share
+from myopia.plots import plot_future_share
+from myopia.report.context import ReportContext
+from myopia.report.registry import Plot, SectionResult, section
+
+FULL_BUDGET = {"n_sequences": 12, "seq_len": 256}
+QUICK_BUDGET = {"n_sequences": 4, "seq_len": 64}
+
+
+@section("C1b", claim="C1", title="Future share of the gradient norm, per layer")
+def future_gradient_share(ctx: ReportContext) -> SectionResult:
+    budget = QUICK_BUDGET if ctx.quick else FULL_BUDGET
+    sequences = token_chunks(
+        ctx.documents(),
+        ctx.tokenizer,
+        budget["seq_len"],
+        budget["n_sequences"],
+        seed=ctx.seed,
+        split="eval",
+    )
+    result = measure_future_share(
+        ctx.model, sequences, mode="kv", show_progress=ctx.config.show_progress
+    )
+    out = ctx.section_dir("C1b")
+    plot = plot_future_share(
+        result,
+        out / "future_share_by_layer.png",
+        f"{ctx.config.model}: future share of the gradient norm per layer "
+        f"({result.n_sequences} × {result.seq_len} tokens, mean and 95% CI)",
+    )
+    overall = result.overall_interval()
+    by_group = result.group_intervals()
+    layers = [g for g in result.groups if g.startswith("layer ")]
+    top = max(layers, key=lambda g: by_group[g].mean)
+    low = min(layers, key=lambda g: by_group[g].mean)
+    summary = (
+        f"Over {result.n_sequences} sequences of {result.seq_len} tokens of "
+        f"{ctx.corpus_name()}, the future part carries a share of {overall.mean:.3f} "
+        f"(95% CI [{overall.low:.3f}, {overall.high:.3f}]) of the gradient norm of the whole "
+        f"model. By layer it is highest in {top} ({by_group[top].mean:.3f}) and lowest in "
+        f"{low} ({by_group[low].mean:.3f}). Share = |future| / (|current| + |future|): 0 means "
+        "the gradient only serves the current token, 1 that it only serves later ones."
+    )
+    rows = [
+        {"group": g, "future share": ci.mean, "95% CI": f"[{ci.low:.3f}, {ci.high:.3f}]", "n": ci.n}
+        for g, ci in [("whole model", overall), *by_group.items()]
+    ]
+    return SectionResult(
+        summary=summary,
+        numbers=result.to_dict(),
+        rows=rows,
+        plots=[
+            Plot(
+                str(plot.relative_to(ctx.config.out)),
+                "Future share of the gradient norm per layer; squares: attention "
+                "parameters only, triangles: MLP parameters only.",
+            )
+        ],
+        budget={**budget, "mode": "kv", "text": "eval split"},
+    )

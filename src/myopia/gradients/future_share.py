@@ -1,0 +1,102 @@
+"""How much of the gradient serves later tokens: the future share per layer, with CIs.
+
+Each sequence gives one gradient split (``split_gradient``) and so one future share per
+group of parameters; the confidence interval is over sequences, which are independent
+samples of text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from myopia.gradients.split import parameter_group, parameter_kind, split_gradient
+from myopia.progress import track
+from myopia.stats import Interval, mean_ci
+
+KINDS = ("attention", "mlp")
+
+
+@dataclass
+class FutureShareResult:
+    """Future shares per sequence: ``by_group[g]`` and ``by_kind[kind][g]`` are arrays over
+    sequences; ``overall`` is the whole model's share per sequence."""
+
+    mode: str
+    seq_len: int
+    groups: list[str]
+    by_group: dict[str, np.ndarray]
+    by_kind: dict[str, dict[str, np.ndarray]]
+    overall: np.ndarray
+    norms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.overall)
+
+    def group_intervals(self, level: float = 0.95) -> dict[str, Interval]:
+        return {g: mean_ci(self.by_group[g], level) for g in self.groups}
+
+    def kind_intervals(self, kind: str, level: float = 0.95) -> dict[str, Interval]:
+        return {g: mean_ci(v, level) for g, v in self.by_kind[kind].items()}
+
+    def overall_interval(self, level: float = 0.95) -> Interval:
+        return mean_ci(self.overall, level)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "seq_len": self.seq_len,
+            "n_sequences": self.n_sequences,
+            "definition": "future_share = |future| / (|current| + |future|), gradient norms "
+            "per group of parameters, one value per sequence; CI: Student t over sequences",
+            "overall": self.overall_interval().to_dict(),
+            "by_group": {g: ci.to_dict() for g, ci in self.group_intervals().items()},
+            "by_kind": {
+                k: {g: ci.to_dict() for g, ci in self.kind_intervals(k).items()} for k in KINDS
+            },
+            "per_sequence": {g: self.by_group[g].tolist() for g in self.groups},
+            "norms": self.norms,
+        }
+
+
+def measure_future_share(
+    model: nn.Module,
+    sequences: torch.Tensor,
+    mode: str = "kv",
+    backend: str = "fast",
+    show_progress: bool = True,
+) -> FutureShareResult:
+    """Split the gradient of each sequence (rows of ``sequences``, shape (N, T)) and
+    collect the future share of every layer, of its attention and MLP parameters, and
+    of the whole model."""
+    by_group: dict[str, list[float]] = {}
+    by_kind: dict[str, dict[str, list[float]]] = {k: {} for k in KINDS}
+    overall: list[float] = []
+    norms: dict[str, dict[str, list[float]]] = {}
+    for row in track(
+        sequences, f"gradient split ({mode})", total=len(sequences), enabled=show_progress
+    ):
+        split = split_gradient(model, {"input_ids": row[None]}, mode=mode, backend=backend)
+        for share in split.shares(parameter_group):
+            by_group.setdefault(share.group, []).append(share.future_share)
+            entry = norms.setdefault(share.group, {"current": [], "future": []})
+            entry["current"].append(share.current_norm)
+            entry["future"].append(share.future_norm)
+        for share in split.shares(lambda n: f"{parameter_kind(n)}|{parameter_group(n)}"):
+            kind, group = share.group.split("|")
+            if kind in by_kind:
+                by_kind[kind].setdefault(group, []).append(share.future_share)
+        overall.append(split.shares(lambda _n: "all")[0].future_share)
+    return FutureShareResult(
+        mode=mode,
+        seq_len=int(sequences.shape[1]),
+        groups=list(by_group),
+        by_group={g: np.asarray(v) for g, v in by_group.items()},
+        by_kind={k: {g: np.asarray(v) for g, v in d.items()} for k, d in by_kind.items()},
+        overall=np.asarray(overall),
+        norms=norms,
+    )

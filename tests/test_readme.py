@@ -1,0 +1,30 @@
+"""The README's two set-up commands are the ones the project actually runs."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("python3 -m venv .venv")
+    ]
+
+
+def test_readme_has_the_two_setup_commands():
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert commands[0].endswith("myopia report")
+    assert "pytest" in commands[1]
+    for command in commands:
+        assert "torch==2.13.0" in command and "requirements-nodeps.txt" in command
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci_lines

@@ -1,0 +1,105 @@
+"""The report: claims as fixed in CLAIMS.md, sections that plug in, honest verdicts."""
+
+import html as html_module
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from myopia.report import registry
+from myopia.report.claims import SEED_SENTENCES, all_claims, parse_claims_table
+from myopia.report.context import ReportConfig
+from myopia.report.registry import SectionResult, claim_rule, section
+from myopia.report.run import run_report
+from myopia.report.verdicts import compare_interval
+from myopia.stats import mean_ci
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=4,n_kv_heads=2,d_mlp=64"
+
+
+def test_claims_table_has_every_claim_with_its_rule():
+    claims = all_claims()
+    assert [c.id for c in claims] == [f"C{i}" for i in range(1, 11)]
+    assert all(c.rule and c.measurement and c.seed_sentence for c in claims)
+    assert "95% CI above 0 across ≥ 3 seeds" in claims[0].rule
+
+
+@pytest.mark.skipif(not (SHARED / "CLAIMS.md").exists(), reason="needs ../shared")
+def test_packaged_claims_are_the_projects_claims():
+    packaged = parse_claims_table((SHARED / "CLAIMS.md").read_text())
+    assert tuple(packaged) == all_claims()
+
+
+@pytest.mark.skipif(not (SHARED / "seed").exists(), reason="needs ../shared/seed")
+def test_seed_sentences_are_quoted_verbatim():
+    seed = " ".join(p.read_text() for p in (SHARED / "seed").glob("*.txt"))
+    seed = re.sub(r"\s+", " ", seed)
+    for claim_id, sentence in SEED_SENTENCES.items():
+        assert sentence in seed, claim_id
+
+
+def test_interval_rule_gives_all_three_verdicts():
+    assert compare_interval(mean_ci([0.5, 0.6, 0.7]), 0.0, "gap").value == "supported"
+    assert compare_interval(mean_ci([-0.5, -0.6, -0.7]), 0.0, "gap").value == "refuted"
+    assert compare_interval(mean_ci([-0.5, 0.6, 0.1]), 0.0, "gap").value == "inconclusive"
+
+
+@pytest.fixture()
+def isolated_registry(monkeypatch):
+    registry.discover()
+    monkeypatch.setattr(registry, "_SECTIONS", dict(registry._SECTIONS))
+    monkeypatch.setattr(registry, "_RULES", dict(registry._RULES))
+
+
+def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
+    results = run_report(ReportConfig(model=TINY, out=tmp_path, quick=True, show_progress=False))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["claims"] == json.loads(json.dumps(results["claims"], default=str))
+    html = (tmp_path / "index.html").read_text()
+    claims = {c["id"]: c for c in saved["claims"]}
+    assert list(claims) == [f"C{i}" for i in range(1, 11)]
+    c1b = claims["C1"]["sections"][0]
+    assert c1b["key"] == "C1b" and c1b["status"] == "measured"
+    share = c1b["numbers"]["overall"]
+    assert 0 < share["mean"] < 1 and share["low"] <= share["mean"] <= share["high"]
+    plot = tmp_path / c1b["plots"][0]["path"]
+    assert plot.exists() and plot.with_suffix(".json").exists()
+    assert c1b["plots"][0]["path"] in html
+    # The rule of C1 needs C1(a), which is not built: no verdict may be claimed.
+    assert claims["C1"]["verdict"] == "not run"
+    assert claims["C2"]["verdict"] == "not run" and not claims["C2"]["sections"]
+    for claim in all_claims():
+        assert claim.rule in html_module.unescape(html)
+
+
+def test_a_new_experiment_plugs_in_with_its_rule(tmp_path, isolated_registry):
+    @section("C5-test", claim="C5", title="planted")
+    def planted(ctx):
+        return SectionResult(summary="planted gap", numbers={"gap": [0.2, 0.3, 0.25]})
+
+    @claim_rule("C5")
+    def rule(results):
+        return compare_interval(mean_ci(results["C5-test"].numbers["gap"]), 0.0, "gap")
+
+    results = run_report(
+        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C5",), show_progress=False)
+    )
+    c5 = next(c for c in results["claims"] if c["id"] == "C5")
+    assert c5["verdict"] == "supported" and c5["sections"][0]["summary"] == "planted gap"
+    assert all(not c["sections"] for c in results["claims"] if c["id"] != "C5")
+
+
+def test_a_failing_section_is_reported_not_hidden(tmp_path, isolated_registry):
+    @section("C6-broken", claim="C6", title="broken")
+    def broken(ctx):
+        raise RuntimeError("planted bug")
+
+    results = run_report(
+        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C6",), show_progress=False)
+    )
+    c6 = next(c for c in results["claims"] if c["id"] == "C6")
+    assert c6["sections"][0]["status"] == "failed"
+    assert "planted bug" in c6["sections"][0]["summary"]
+    assert c6["verdict"] == "not run"

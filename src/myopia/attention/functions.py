@@ -10,21 +10,23 @@ The modes (see CLAIMS.md for the definitions):
   key and value of t itself are live. Forward values equal ordinary attention.
 - ``residual`` (Wu, Morris and Levine, 2024): for query position t, the normalised inputs to
   attention of positions s < t are constants but the key/value projections applied to
-  them use live weights. Forward values equal ordinary attention. This needs a second,
-  weight-only key/value channel, which ``weight_only.py`` adds with projection hooks.
+  them use live weights. Forward values equal ordinary attention. This needs the
+  projection's output in separate gradient channels, which ``weight_only.py`` adds with
+  projection hooks.
 - ``bigram``: each position attends to itself only (past keys and values removed). This
   changes the forward values: it is the "transformer bigram" baseline, not a gradient mode.
 
-Each mode has an eager function (materialises the attention matrix; the readable
-reference) and a fast one (scaled_dot_product_attention plus O(T) corrections). Tests
-compare both with a brute-force reference that applies the definitions one target
+Each mode has a fast function (the fused kernel scaled_dot_product_attention uses, plus
+O(T) work in backward) and an eager one (materialises and returns the attention matrix).
+Tests compare both with a brute-force reference that applies the definitions one target
 position at a time (``reference.py``).
 
-How one pass gives the myopic gradient: the query at t sees a "past" channel of keys and
-values (constants in ``kv`` mode, weight-only in ``residual`` mode). The own position's
-contribution is then re-attached with zero-valued terms ``own - past`` whose only effect
-is on the gradient, so that position t's own key and value receive exactly the gradient
-they get from query t and nothing from later queries.
+How one pass gives the myopic gradient: every query sees the keys and values through a
+"past" channel (constants in ``kv`` mode, weight-only in ``residual`` mode), which fixes
+the values and the query's gradient. Each position's own key and value then receive, in
+backward only, exactly the gradient their own query sends them (the diagonal of the
+attention matrix), through an "own" channel: the live key/value in ``kv`` mode, an
+input-only channel in ``residual`` mode. Later queries send them nothing.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ from myopia.errors import MyopiaError
 
 MODES = ("kv", "residual", "bigram")
 
-# Bound on the scores materialised at once when the fast path needs each query's
-# probability of attending to itself (it never needs the whole matrix at once).
-_SELF_PROB_CHUNK_ELEMENTS = 1 << 24
+# Bound on the scores materialised at once where the fast path computes row log-sum-exps
+# itself (off the CPU); it never needs the whole matrix at once.
+_LSE_CHUNK_ELEMENTS = 1 << 24
 
 
 def _expand_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -88,23 +90,6 @@ def _check_no_dropout(dropout: float) -> None:
         )
 
 
-def _additive_mask(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
-    """A float mask (B or 1, 1, Q, K): 0 where attention is allowed, the dtype's min elsewhere.
-
-    ``None`` means plain causal attention (query i sees keys up to i + K - Q). A large
-    finite value, not -inf, keeps fully masked rows (padding) finite instead of NaN.
-    """
-    if attention_mask is None:
-        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
-        allowed = allowed.tril(diagonal=k_len - q_len)[None, None]
-    elif attention_mask.dtype == torch.bool:
-        allowed = attention_mask[..., :k_len]
-    else:
-        return attention_mask[..., :k_len].to(dtype)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-    return mask.masked_fill(~allowed, torch.finfo(dtype).min)
-
-
 def _softmax(scores: torch.Tensor) -> torch.Tensor:
     # At least float32 for the softmax, as transformers' eager path does, but never less
     # than the input precision (float64 tests need float64 throughout).
@@ -117,32 +102,25 @@ def _softmax(scores: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 
 
-def _attend_to_self_if_nothing(allowed: torch.Tensor, offset: int) -> torch.Tensor:
-    """Let fully masked query rows (padding before the first real token) see their own key.
+def _float_mask(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
+    """A float mask (B or 1, 1, Q, K): 0 where attention is allowed, the dtype's min
+    elsewhere. ``None`` means plain causal attention (query i sees keys up to i + K - Q).
 
-    Their outputs feed no real token's loss, and this keeps every row finite (a row with
-    no allowed key is NaN in SDPA's fused kernels)."""
-    q_len, k_len = allowed.shape[-2:]
-    own = torch.arange(q_len, device=allowed.device)[:, None] + offset == torch.arange(
-        k_len, device=allowed.device
-    )
-    return allowed | (own & ~allowed.any(-1, keepdim=True))
-
-
-def _fast_mask(attention_mask, q_len: int, k_len: int, dtype, device):
-    """(additive mask (B|1, 1, Q, K) or None, is_causal) for the fast path."""
-    if attention_mask is None and q_len == k_len:
-        return None, True
-    if attention_mask is None or attention_mask.dtype == torch.bool:
-        if attention_mask is None:
-            allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device)
-            allowed = allowed.tril(diagonal=k_len - q_len)[None, None]
-        else:
-            allowed = attention_mask[..., :k_len]
-        allowed = _attend_to_self_if_nothing(allowed, k_len - q_len)
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-        return mask.masked_fill(~allowed, torch.finfo(dtype).min), False
-    return attention_mask[..., :k_len].to(dtype), False
+    A query row with no allowed key (padding before the first real token) is allowed its
+    own key: its output feeds no real token's loss, and every row stays finite (such a
+    row is NaN in the fused kernels)."""
+    if attention_mask is not None and attention_mask.dtype != torch.bool:
+        return attention_mask[..., :k_len].to(dtype)  # already additive
+    offset = k_len - q_len
+    if attention_mask is None:
+        allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(offset)[None, None]
+    else:
+        rows = torch.arange(q_len, device=device)[:, None] + offset
+        own = rows == torch.arange(k_len, device=device)  # (Q, K)
+        allowed = attention_mask[..., :k_len]
+        allowed = allowed | (own & ~allowed.any(-1, keepdim=True))
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    return mask.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def _chunked_logsumexp(q, k, mask, scaling) -> torch.Tensor:
@@ -150,7 +128,7 @@ def _chunked_logsumexp(q, k, mask, scaling) -> torch.Tensor:
     Used where no fused kernel returns it (any device but the CPU)."""
     batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd), k: (B, H, K, hd)
     k_len = k.shape[2]
-    chunk = max(1, _SELF_PROB_CHUNK_ELEMENTS // max(1, batch * n_heads * k_len))
+    chunk = max(1, _LSE_CHUNK_ELEMENTS // max(1, batch * n_heads * k_len))
     rows = []
     for start in range(0, q_len, chunk):
         stop = min(q_len, start + chunk)
@@ -187,7 +165,7 @@ _CPU_FUSED = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cp
 class _OwnPositionGradient(torch.autograd.Function):
     """Identity on the attention output. Backward adds what the past channel withheld: the
     gradient each position's own key and value get from its own query (the diagonal of
-    attention), sent into the zero-valued own-channel tensors.
+    attention), sent into the own-channel tensors.
 
     For the diagonal term p_tt v_t of out_t: d out_t / d v_t = p_tt, and
     d out_t / d score_tt = p_tt (v_t - out_t) with score_tt = scaling * q_t . k_t.
@@ -224,7 +202,8 @@ def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0,
     offset = k_len - q_len
     q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
     groups = n_heads // k_past.shape[1]
-    mask, is_causal = _fast_mask(attention_mask, q_len, k_len, q.dtype, q.device)
+    is_causal = attention_mask is None and q_len == k_len  # the kernel's fastest case
+    mask = None if is_causal else _float_mask(attention_mask, q_len, k_len, q.dtype, q.device)
 
     k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
     # Values, and the query's gradient: every key seen through the past channel.
@@ -250,7 +229,7 @@ def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0
     k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
 
     scores = torch.matmul(q, k_past_h.transpose(-1, -2)) * scaling  # (B, H, Q, K)
-    scores = scores + _additive_mask(attention_mask, q_len, k_len, q.dtype, q.device)
+    scores = scores + _float_mask(attention_mask, q_len, k_len, q.dtype, q.device)
     probs = _softmax(scores)  # (B, H, Q, K)
     out = torch.matmul(probs, v_past_h)  # (B, H, Q, hd)
     own_prob = probs.detach().diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)

@@ -74,24 +74,15 @@ def run_report(config: ReportConfig) -> dict:
 
     claims = []
     for claim in all_claims():
-        results = {}
-        for section in registry.sections_for(claim.id):
-            if _selected(section, config.only):
-                results[section.key] = _run_section(section, ctx)
+        sections = [s for s in registry.sections_for(claim.id) if _selected(s, config.only)]
+        results = {s.key: _run_section(s, ctx) for s in sections}
         verdict = _claim_verdict(claim.id, results)
         claims.append(
             {
                 **asdict(claim),
                 **verdict.to_dict(),
                 "sections": [
-                    {
-                        "key": key,
-                        "title": next(
-                            s.title for s in registry.sections_for(claim.id) if s.key == key
-                        ),
-                        **asdict(result),
-                    }
-                    for key, result in results.items()
+                    {"key": s.key, "title": s.title, **asdict(results[s.key])} for s in sections
                 ],
             }
         )

@@ -75,10 +75,16 @@ def _split_channels(module, query, key, value, mode, offset):
     if layout == "heads":  # key/value (B, 2*Hkv, T, hd): input-only heads, weight-only heads
         (k_x, k_w), (v_x, v_w) = key.chunk(2, dim=1), value.chunk(2, dim=1)
         return query, k_w, v_w, own(k_x), own(v_x)
-    # layout == "batch": (3B, H, T, hd): live (for the query), input-only, weight-only
-    q_live = query.chunk(3, dim=0)[0]
-    (_, k_x, k_w), (_, v_x, v_w) = key.chunk(3, dim=0), value.chunk(3, dim=0)
-    return q_live, k_w, v_w, own(k_x), own(v_x)
+    # layout == "fused": the query as the model computed it; keys and values from the
+    # projection hook, split into heads as GPT-2 splits them.
+    k_x, k_w, v_x, v_w = weight_only.take_fused_channels(module)
+    if k_x.shape[1] != key.shape[2]:
+        raise MyopiaError("myopic mode 'residual' does not work with a KV cache: use_cache=False")
+
+    def heads(x):  # (B, T, D) -> (B, H, T, hd)
+        return x.view(*x.shape[:-1], -1, query.shape[-1]).transpose(1, 2)
+
+    return query, heads(k_w), heads(v_w), own(heads(k_x)), own(heads(v_x))
 
 
 def _check_no_dropout(dropout: float) -> None:

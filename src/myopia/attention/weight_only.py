@@ -7,13 +7,15 @@ must hand it the projection's output in channels that route the gradient differe
 weight-only channel (what every query sees) and an input-only channel (the own
 position's path into its input). Forward hooks on the key/value projections (PyTorch's
 own extension mechanism; the model's code is left untouched) return the channels,
-computed once, concatenated along an axis the model's own reshapes and position
-encodings treat independently:
+computed once:
 
 - ``heads``: Llama-family attention (``k_proj``/``v_proj``, reshaped to (B, T, -1, hd)):
-  input-only and weight-only on the feature axis, so they arrive as extra key/value heads.
-- ``batch``: GPT-2 attention (a fused ``c_attn`` for q, k and v): live, input-only and
-  weight-only on the batch axis; the query is read from the live copy.
+  input-only and weight-only concatenated on the feature axis, so they arrive as extra
+  key/value heads, rotary encoding applied by the model's own code.
+- ``fused``: GPT-2 attention (one ``c_attn`` for q, k and v, no rotary encoding): the
+  model gets the ordinary output, whose query part stays live, and the key/value
+  channels go from the hook straight to the attention function
+  (``take_fused_channels``), which splits them into heads as GPT-2 does.
 
 The attention function finds the layout with ``layout_of(module)``.
 """
@@ -35,55 +37,83 @@ def layout_of(attention_module: nn.Module) -> str | None:
     return _LAYOUTS.get(attention_module)
 
 
-class _Channels(torch.autograd.Function):
-    """A projection's output several times, concatenated on ``dim``, computed once.
-
-    Each copy is a channel that routes its gradient differently:
-    ``live`` back through the projection as usual (weights and input), ``input`` into the
-    projection's input only, ``weight`` into its weight and bias only. One autograd node;
-    its backward does the matmuls an ordinary projection's backward does.
-    """
+class _InputAndWeightChannels(torch.autograd.Function):
+    """A linear projection's output twice, concatenated on the feature axis, computed once:
+    an input-only copy (its gradient reaches the projection's input, never its weights)
+    and a weight-only copy (weight and bias, never the input). One autograd node; its
+    backward does the two matmuls an ordinary projection's backward does."""
 
     @staticmethod
-    def forward(ctx, output, inputs, weight, bias, dim, channels, weight_is_in_by_out):
+    def forward(ctx, output, inputs, weight, bias):
         ctx.save_for_backward(inputs, weight)
-        ctx.dim, ctx.channels = dim, channels
-        ctx.weight_is_in_by_out, ctx.has_bias = weight_is_in_by_out, bias is not None
+        ctx.has_bias = bias is not None
         value = output.detach()
-        return torch.cat([value] * len(channels), dim=dim)
+        return torch.cat([value, value], dim=-1)
 
     @staticmethod
     def backward(ctx, grad):
         inputs, weight = ctx.saved_tensors
-        grads = dict(zip(ctx.channels, grad.chunk(len(ctx.channels), dim=ctx.dim), strict=True))
-        grad_output = grads.get("live")
-        grad_inputs = grad_weight = grad_bias = None
-        if "input" in grads:  # y = x W^T (nn.Linear) or x W (Conv1D)
-            w = weight.t() if ctx.weight_is_in_by_out else weight
-            grad_inputs = grads["input"] @ w
-        if "weight" in grads:
-            g = grads["weight"].reshape(-1, grads["weight"].shape[-1])  # (N, out)
-            x = inputs.reshape(-1, inputs.shape[-1])  # (N, in)
-            grad_weight = x.t() @ g if ctx.weight_is_in_by_out else g.t() @ x
-            grad_bias = g.sum(0) if ctx.has_bias else None
-        return grad_output, grad_inputs, grad_weight, grad_bias, None, None, None
+        grad_input_only, grad_weight_only = grad.chunk(2, dim=-1)
+        g = grad_weight_only.reshape(-1, grad_weight_only.shape[-1])  # (N, out)
+        grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # y = x W^T: (out, in)
+        grad_bias = g.sum(0) if ctx.has_bias else None
+        return None, grad_input_only @ weight, grad_weight, grad_bias
 
 
 def _input_only_then_weight_only(projection: nn.Linear, args, output):
     """Hook for separate k/v projections: (input-only, weight-only) on the feature axis,
-    so they arrive as extra heads. The ordinary output's graph is dropped."""
-    return _Channels.apply(
-        output.detach(), args[0], projection.weight, projection.bias, -1, ("input", "weight"), False
+    so that they arrive at the attention function as extra heads."""
+    return _InputAndWeightChannels.apply(
+        output.detach(), args[0], projection.weight, projection.bias
     )
 
 
-def _live_input_weight(projection: nn.Module, args, output):
-    """Hook for a fused q/k/v projection (GPT-2's Conv1D): (live, input-only, weight-only)
-    on the batch axis. The query is read from the live copy; keys and values from the
-    other two."""
-    return _Channels.apply(
-        output, args[0], projection.weight, projection.bias, 0, ("live", "input", "weight"), True
-    )
+class _FusedQKVChannels(torch.autograd.Function):
+    """GPT-2's fused projection y = x W + b (W: (in, 3 * out), parts q, k, v), computed
+    once, handed out as: y for the model (only its query part is used, fully live), and
+    input-only and weight-only copies of the key and value parts. The backward assembles
+    the parts' gradients and does the two matmuls an ordinary projection's backward does.
+    """
+
+    @staticmethod
+    def forward(ctx, output, inputs, weight, bias):
+        ctx.save_for_backward(inputs, weight)
+        ctx.has_bias = bias is not None
+        value = output.detach()
+        _, k, v = value.chunk(3, dim=-1)  # (B, T, out) each
+        return value.view_as(value), k.view_as(k), k.view_as(k), v.view_as(v), v.view_as(v)
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_k_input, grad_k_weight, grad_v_input, grad_v_weight):
+        inputs, weight = ctx.saved_tensors
+        grad_q = grad_y.chunk(3, dim=-1)[0]  # the model reads only the query from y
+        through_input = torch.cat([grad_q, grad_k_input, grad_v_input], dim=-1)
+        through_weight = torch.cat([grad_q, grad_k_weight, grad_v_weight], dim=-1)
+        g = through_weight.reshape(-1, through_weight.shape[-1])  # (N, 3 out)
+        grad_weight = inputs.reshape(-1, inputs.shape[-1]).t() @ g  # (in, 3 out)
+        grad_bias = g.sum(0) if ctx.has_bias else None
+        return None, through_input @ weight.t(), grad_weight, grad_bias
+
+
+# Key/value channels of a fused projection, from its hook to its attention function.
+_FUSED_CHANNELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stash_fused_channels(attention_module: nn.Module):
+    def hook(projection: nn.Module, args, output):
+        y, *channels = _FusedQKVChannels.apply(
+            output.detach(), args[0], projection.weight, projection.bias
+        )
+        _FUSED_CHANNELS[attention_module] = channels
+        return y
+
+    return hook
+
+
+def take_fused_channels(attention_module: nn.Module) -> list[torch.Tensor]:
+    """(key input-only, key weight-only, value input-only, value weight-only), each
+    (B, T, D), stashed by this module's projection hook during the current forward."""
+    return _FUSED_CHANNELS.pop(attention_module)
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -127,8 +157,8 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
                 raise UnsupportedModelError(
                     "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
                 )
-            handles.append(module.c_attn.register_forward_hook(_live_input_weight))
-            _LAYOUTS[module] = "batch"
+            handles.append(module.c_attn.register_forward_hook(_stash_fused_channels(module)))
+            _LAYOUTS[module] = "fused"
     return handles
 
 

@@ -71,20 +71,21 @@ def _split_channels(module, query, key, value, mode, offset):
             "not with model.set_attn_implementation"
         )
     # The weight-only channel carries the weights' whole gradient (own position included);
-    # the own position adds only the path into its input: the input-only channel.
-    if layout == "heads":  # key/value (B, 2*Hkv, T, hd): input-only heads, weight-only heads
-        (k_x, k_w), (v_x, v_w) = key.chunk(2, dim=1), value.chunk(2, dim=1)
-        return query, k_w, v_w, own(k_x), own(v_x)
-    # layout == "fused": the query as the model computed it; keys and values from the
-    # projection hook, split into heads as GPT-2 splits them.
-    k_x, k_w, v_x, v_w = weight_only.take_fused_channels(module)
-    if k_x.shape[1] != key.shape[2]:
+    # the own position adds only the path into its input: the input-only channel. Channels
+    # that skip the model's code are split into heads here, as the model splits them.
+    stashed = weight_only.take_stashed_channels(module)
+    if stashed[0].shape[1] != key.shape[2]:
         raise MyopiaError("myopic mode 'residual' does not work with a KV cache: use_cache=False")
 
-    def heads(x):  # (B, T, D) -> (B, H, T, hd)
+    def heads(x):  # (B, T, D) -> (B, D // hd, T, hd)
         return x.view(*x.shape[:-1], -1, query.shape[-1]).transpose(1, 2)
 
-    return query, heads(k_w), heads(v_w), own(heads(k_x)), own(heads(v_x))
+    if layout == "heads":  # key (B, 2*Hkv, T, hd): input-only heads, then weight-only heads
+        k_x, k_w = key.chunk(2, dim=1)
+        v_x, v_w = (heads(x) for x in stashed)
+    else:  # "fused": the query as the model computed it, keys and values from the hook
+        k_x, k_w, v_x, v_w = (heads(x) for x in stashed)
+    return query, k_w, v_w, own(k_x), own(v_x)
 
 
 def _check_no_dropout(dropout: float) -> None:
@@ -129,29 +130,37 @@ def _float_mask(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.
     return mask.masked_fill(~allowed, torch.finfo(dtype).min)
 
 
+def _grouped(q: torch.Tensor, n_kv_heads: int) -> torch.Tensor:
+    """(B, H, Q, hd) -> (B, Hkv, G, Q, hd): query heads grouped by the kv head they read."""
+    batch, n_heads, q_len, head_dim = q.shape
+    return q.view(batch, n_kv_heads, n_heads // n_kv_heads, q_len, head_dim)
+
+
 def _chunked_logsumexp(q, k, mask, scaling) -> torch.Tensor:
     """Row log-sum-exp of the masked scores, (B, H, Q), in query chunks (bounded memory).
     Used where no fused kernel returns it (any device but the CPU)."""
-    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd), k: (B, H, K, hd)
-    k_len = k.shape[2]
+    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd); k: (B, Hkv, K, hd)
+    n_kv_heads, k_len = k.shape[1], k.shape[2]
+    q_grouped, k_t = _grouped(q, n_kv_heads), k.unsqueeze(2).transpose(-1, -2)
     chunk = max(1, _LSE_CHUNK_ELEMENTS // max(1, batch * n_heads * k_len))
     rows = []
     for start in range(0, q_len, chunk):
         stop = min(q_len, start + chunk)
-        scores = torch.matmul(q[:, :, start:stop], k.transpose(-1, -2)) * scaling  # (B,H,c,K)
+        scores = torch.matmul(q_grouped[..., start:stop, :], k_t) * scaling  # (B,Hkv,G,c,K)
         if mask is None:  # causal, q_len == k_len
             cols = torch.arange(k_len, device=q.device)
             above = cols[None, :] > torch.arange(start, stop, device=q.device)[:, None]
             scores = scores.masked_fill(above, torch.finfo(scores.dtype).min)
         else:
-            scores = scores + mask[:, :, start:stop]
+            scores = scores + mask[:, :, None, start:stop]  # (B|1, 1, 1, c, K)
         lse_dtype = torch.promote_types(scores.dtype, torch.float32)
         rows.append(torch.logsumexp(scores.to(lse_dtype), -1).to(q.dtype))
-    return torch.cat(rows, dim=-1)
+    return torch.cat(rows, dim=-1).reshape(batch, n_heads, q_len)
 
 
 def _attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
-    """Attention output (B, H, Q, hd) and each row's score log-sum-exp (B, H, Q).
+    """Attention output (B, H, Q, hd) and each row's score log-sum-exp (B, H, Q), for
+    keys and values with Hkv <= H heads (grouped-query attention without copies).
 
     On the CPU, the fused kernel that scaled_dot_product_attention itself dispatches to
     returns the log-sum-exp it computes anyway (a private ATen op; fallback below)."""
@@ -159,7 +168,13 @@ def _attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
         out, lse = _CPU_FUSED(q, k, v, 0.0, is_causal, attn_mask=mask, scale=scaling)
         return out, lse.to(q.dtype)
     out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask, is_causal=is_causal, scale=scaling
+        q,
+        k,
+        v,
+        attn_mask=mask,
+        is_causal=is_causal,
+        scale=scaling,
+        enable_gqa=k.shape[1] != q.shape[1],
     )
     with torch.no_grad():
         return out, _chunked_logsumexp(q, k, mask, scaling)
@@ -204,18 +219,19 @@ def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0,
     """Fast path: fused attention over the past channel; in backward, each position's own
     key and value also get the gradient from their own query (O(T) extra work)."""
     _check_no_dropout(dropout)
-    n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
+    q_len, k_len = query.shape[2], key.shape[2]
     offset = k_len - q_len
     q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
-    groups = n_heads // k_past.shape[1]
+    n_kv_heads = k_past.shape[1]
     is_causal = attention_mask is None and q_len == k_len  # the kernel's fastest case
     mask = None if is_causal else _float_mask(attention_mask, q_len, k_len, q.dtype, q.device)
 
-    k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
     # Values, and the query's gradient: every key seen through the past channel.
-    out, lse = _attention_with_lse(q, k_past_h, v_past_h, mask, is_causal, scaling)
+    out, lse = _attention_with_lse(q, k_past, v_past, mask, is_causal, scaling)  # (B,H,Q,hd)
     with torch.no_grad():
-        own_score = scaling * (q * k_past_h[:, :, offset:]).sum(-1)  # (B, H, Q)
+        own_keys = k_past[:, :, offset:].unsqueeze(2)  # (B, Hkv, 1, Q, hd)
+        own_score = scaling * (_grouped(q, n_kv_heads) * own_keys).sum(-1)  # (B, Hkv, G, Q)
+        own_score = own_score.reshape(lse.shape)  # (B, H, Q)
         if mask is not None:
             own_score = own_score + mask.diagonal(offset, -2, -1)
         own_prob = torch.exp(own_score - lse).unsqueeze(-1)  # (B, H, Q, 1)

@@ -10,12 +10,14 @@ own extension mechanism; the model's code is left untouched) return the channels
 computed once:
 
 - ``heads``: Llama-family attention (``k_proj``/``v_proj``, reshaped to (B, T, -1, hd)):
-  input-only and weight-only concatenated on the feature axis, so they arrive as extra
-  key/value heads, rotary encoding applied by the model's own code.
+  the key's input-only and weight-only copies are concatenated on the feature axis, so
+  they arrive as extra key heads, rotary encoding applied by the model's own code; the
+  value's copies, which the model only reshapes, go from the hook straight to the
+  attention function (``take_stashed_channels``).
 - ``fused``: GPT-2 attention (one ``c_attn`` for q, k and v, no rotary encoding): the
   model gets the ordinary output, whose query part stays live, and the key/value
   channels go from the hook straight to the attention function
-  (``take_fused_channels``), which splits them into heads as GPT-2 does.
+  (``take_stashed_channels``), which splits them into heads as GPT-2 does.
 
 The attention function finds the layout with ``layout_of(module)``.
 """
@@ -61,11 +63,54 @@ class _InputAndWeightChannels(torch.autograd.Function):
 
 
 def _input_only_then_weight_only(projection: nn.Linear, args, output):
-    """Hook for separate k/v projections: (input-only, weight-only) on the feature axis,
-    so that they arrive at the attention function as extra heads."""
+    """Hook for a key projection: (input-only, weight-only) on the feature axis, so that
+    both arrive at the attention function as heads, rotary encoding applied by the
+    model's own code."""
     return _InputAndWeightChannels.apply(
         output.detach(), args[0], projection.weight, projection.bias
     )
+
+
+class _InputAndWeightViews(torch.autograd.Function):
+    """A linear projection's output as two tensors, computed once: input-only and
+    weight-only (as ``_InputAndWeightChannels``, without the concatenation)."""
+
+    @staticmethod
+    def forward(ctx, output, inputs, weight, bias):
+        ctx.save_for_backward(inputs, weight)
+        ctx.has_bias = bias is not None
+        value = output.detach()
+        return value.view_as(value), value.view_as(value)
+
+    @staticmethod
+    def backward(ctx, grad_input_only, grad_weight_only):
+        inputs, weight = ctx.saved_tensors
+        g = grad_weight_only.reshape(-1, grad_weight_only.shape[-1])  # (N, out)
+        grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # y = x W^T: (out, in)
+        grad_bias = g.sum(0) if ctx.has_bias else None
+        return None, grad_input_only @ weight, grad_weight, grad_bias
+
+
+# Channels that skip the model's code between a projection and attention (values, which
+# Llama-family attention only reshapes; GPT-2's fused q/k/v), from hook to attention.
+_STASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stash_value_channels(attention_module: nn.Module):
+    def hook(projection: nn.Linear, args, output):
+        _STASHED[attention_module] = _InputAndWeightViews.apply(
+            output.detach(), args[0], projection.weight, projection.bias
+        )
+        return output.detach()  # what the model computes from it is not used
+
+    return hook
+
+
+def take_stashed_channels(attention_module: nn.Module) -> tuple[torch.Tensor, ...]:
+    """The channels this module's projection hook stashed during the current forward:
+    ``heads`` layout: (value input-only, value weight-only); ``fused`` layout: (key
+    input-only, key weight-only, value input-only, value weight-only); each (B, T, D)."""
+    return _STASHED.pop(attention_module)
 
 
 class _FusedQKVChannels(torch.autograd.Function):
@@ -95,25 +140,15 @@ class _FusedQKVChannels(torch.autograd.Function):
         return None, through_input @ weight.t(), grad_weight, grad_bias
 
 
-# Key/value channels of a fused projection, from its hook to its attention function.
-_FUSED_CHANNELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def _stash_fused_channels(attention_module: nn.Module):
     def hook(projection: nn.Module, args, output):
         y, *channels = _FusedQKVChannels.apply(
             output.detach(), args[0], projection.weight, projection.bias
         )
-        _FUSED_CHANNELS[attention_module] = channels
+        _STASHED[attention_module] = tuple(channels)
         return y
 
     return hook
-
-
-def take_fused_channels(attention_module: nn.Module) -> list[torch.Tensor]:
-    """(key input-only, key weight-only, value input-only, value weight-only), each
-    (B, T, D), stashed by this module's projection hook during the current forward."""
-    return _FUSED_CHANNELS.pop(attention_module)
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -150,7 +185,8 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
                 raise UnsupportedModelError(
                     "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
                 )
-            handles += [p.register_forward_hook(_input_only_then_weight_only) for p in projections]
+            handles.append(module.k_proj.register_forward_hook(_input_only_then_weight_only))
+            handles.append(module.v_proj.register_forward_hook(_stash_value_channels(module)))
             _LAYOUTS[module] = "heads"
         else:
             if type(module.c_attn).__name__ != "Conv1D":

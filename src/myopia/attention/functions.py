@@ -11,7 +11,7 @@ The modes (see CLAIMS.md for the definitions):
 - ``residual`` (Wu, Morris and Levine, 2024): for query position t, the normalised inputs to
   attention of positions s < t are constants but the key/value projections applied to
   them use live weights. Forward values equal ordinary attention. This needs the
-  projection's output in separate gradient channels, which ``weight_only.py`` adds with
+  projection's output in separate gradient channels, which ``residual_channels.py`` adds with
   projection hooks.
 - ``bigram``: each position attends to itself only (past keys and values removed). This
   changes the forward values: it is the "transformer bigram" baseline, not a gradient mode.
@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from myopia.attention import weight_only
+from myopia.attention import residual_channels
 from myopia.errors import MyopiaError
 
 MODES = ("kv", "residual", "bigram")
@@ -63,7 +63,7 @@ def _split_channels(module, query, key, value, mode, offset):
 
     if mode == "kv":  # past: constants; own: the whole live key/value
         return query, key.detach(), value.detach(), own(key), own(value)
-    layout = weight_only.layout_of(module)
+    layout = residual_channels.layout_of(module)
     if layout is None:
         raise MyopiaError(
             "myopic mode 'residual' needs its weight-only key/value channel: switch it on with "
@@ -73,7 +73,7 @@ def _split_channels(module, query, key, value, mode, offset):
     # The weight-only channel carries the weights' whole gradient (own position included);
     # the own position adds only the path into its input: the input-only channel. Channels
     # that skip the model's code are split into heads here, as the model splits them.
-    stashed = weight_only.take_stashed_channels(module)
+    stashed = residual_channels.take_stashed_channels(module)
     if stashed[0].shape[1] != key.shape[2]:
         raise MyopiaError("myopic mode 'residual' does not work with a KV cache: use_cache=False")
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from myopia.attention.weight_only import attention_modules
+from myopia.attention.residual_channels import attention_modules
 from myopia.gradients.loss import valid_targets
 
 

@@ -5,8 +5,8 @@ their masks in ``AttentionMaskInterface``, without which the mask would arrive a
 so switching is transformers' own ``set_attn_implementation``. Names:
 
 ====================  =====================================
-``myopic_kv``         fast path (scaled_dot_product_attention)
-``myopic_kv_eager``   eager path (readable, materialises the attention matrix)
+``myopic_kv``         fast path (fused attention kernel)
+``myopic_kv_eager``   eager path (materialises and returns the attention matrix)
 ``myopic_residual``   and ``myopic_residual_eager``: need ``set_myopic`` for their hooks
 ``myopic_bigram``     and ``myopic_bigram_eager``
 ====================  =====================================
@@ -29,7 +29,7 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from myopia.attention import functions, weight_only
+from myopia.attention import functions, residual_channels
 from myopia.errors import MyopiaError
 
 BACKENDS = ("fast", "eager")
@@ -89,7 +89,7 @@ def set_myopic(model: nn.Module, mode: str | None, backend: str = "fast") -> Non
     ``backend`` picks the fast path (``fast``) or the eager reference (``eager``).
     """
     if model in _HOOKS:
-        weight_only.remove(model, _HOOKS.pop(model))
+        residual_channels.remove(model, _HOOKS.pop(model))
     if mode is None:
         if model in _ORIGINAL_IMPLEMENTATION:
             model.set_attn_implementation(_ORIGINAL_IMPLEMENTATION.pop(model))
@@ -98,7 +98,7 @@ def set_myopic(model: nn.Module, mode: str | None, backend: str = "fast") -> Non
     if model not in _ORIGINAL_IMPLEMENTATION:
         _ORIGINAL_IMPLEMENTATION[model] = model.config._attn_implementation
     if mode == "residual":
-        _HOOKS[model] = weight_only.install(model)
+        _HOOKS[model] = residual_channels.install(model)
     model.set_attn_implementation(implementation_name(mode, backend))
     if model.config._attn_implementation != implementation_name(mode, backend):
         set_myopic(model, None)

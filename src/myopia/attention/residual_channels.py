@@ -35,45 +35,15 @@ _LAYOUTS: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary(
 
 
 def layout_of(attention_module: nn.Module) -> str | None:
-    """The weight-only channel's layout for this attention module, or None if absent."""
+    """The channels' layout for this attention module, or None when not installed."""
     return _LAYOUTS.get(attention_module)
 
 
-class _InputAndWeightChannels(torch.autograd.Function):
-    """A linear projection's output twice, concatenated on the feature axis, computed once:
-    an input-only copy (its gradient reaches the projection's input, never its weights)
-    and a weight-only copy (weight and bias, never the input). One autograd node; its
-    backward does the two matmuls an ordinary projection's backward does."""
-
-    @staticmethod
-    def forward(ctx, output, inputs, weight, bias):
-        ctx.save_for_backward(inputs, weight)
-        ctx.has_bias = bias is not None
-        value = output.detach()
-        return torch.cat([value, value], dim=-1)
-
-    @staticmethod
-    def backward(ctx, grad):
-        inputs, weight = ctx.saved_tensors
-        grad_input_only, grad_weight_only = grad.chunk(2, dim=-1)
-        g = grad_weight_only.reshape(-1, grad_weight_only.shape[-1])  # (N, out)
-        grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # y = x W^T: (out, in)
-        grad_bias = g.sum(0) if ctx.has_bias else None
-        return None, grad_input_only @ weight, grad_weight, grad_bias
-
-
-def _input_only_then_weight_only(projection: nn.Linear, args, output):
-    """Hook for a key projection: (input-only, weight-only) on the feature axis, so that
-    both arrive at the attention function as heads, rotary encoding applied by the
-    model's own code."""
-    return _InputAndWeightChannels.apply(
-        output.detach(), args[0], projection.weight, projection.bias
-    )
-
-
 class _InputAndWeightViews(torch.autograd.Function):
-    """A linear projection's output as two tensors, computed once: input-only and
-    weight-only (as ``_InputAndWeightChannels``, without the concatenation)."""
+    """A linear projection's output as two tensors, computed once: an input-only copy (its
+    gradient reaches the projection's input, never its weights) and a weight-only copy
+    (weight and bias, never the input). One autograd node; its backward does the two
+    matmuls an ordinary projection's backward does."""
 
     @staticmethod
     def forward(ctx, output, inputs, weight, bias):
@@ -89,6 +59,16 @@ class _InputAndWeightViews(torch.autograd.Function):
         grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # y = x W^T: (out, in)
         grad_bias = g.sum(0) if ctx.has_bias else None
         return None, grad_input_only @ weight, grad_weight, grad_bias
+
+
+def _input_only_then_weight_only(projection: nn.Linear, args, output):
+    """Hook for a key projection: (input-only, weight-only) on the feature axis, so that
+    both arrive at the attention function as heads, rotary encoding applied by the
+    model's own code."""
+    channels = _InputAndWeightViews.apply(
+        output.detach(), args[0], projection.weight, projection.bias
+    )
+    return torch.cat(channels, dim=-1)
 
 
 # Channels that skip the model's code between a projection and attention (values, which

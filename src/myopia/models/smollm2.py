@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from myopia.errors import (
     CorruptFileError,
@@ -221,7 +222,14 @@ def check_knows_paris(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase
 
 
 def _load_folder(folder: Path, dtype: torch.dtype) -> Loaded:
-    model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    # Reading the cache takes under a second: transformers' per-tensor bar is just noise.
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True, dtype=dtype)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
     return model.eval(), tokenizer
 

@@ -3,12 +3,10 @@
 import pytest
 import torch
 
-from myopia.attention import myopic
 from myopia.attention.reference import reference_myopic_gradient
 from myopia.errors import MyopiaError
-from myopia.gradients.loss import mean_token_loss
 from myopia.models.loading import load_model
-from test_myopic_attention import assert_close, gradients
+from test_myopic_attention import assert_both_paths_match
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +26,4 @@ def smollm2():
 def test_myopic_gradient_on_smollm2_equals_definition(smollm2, mode):
     model, tokenizer = smollm2
     batch = tokenizer(["To be, or not to be: that is"], return_tensors="pt")
-    expected = reference_myopic_gradient(model, batch, mode)
-    for backend in ["fast", "eager"]:
-        model.zero_grad()
-        with myopic(model, mode, backend):
-            mean_token_loss(model, batch).backward()
-        assert_close(gradients(model), expected)
+    assert_both_paths_match(model, batch, mode, reference_myopic_gradient(model, batch, mode))

@@ -147,6 +147,69 @@ def gradient_split(
     _out.print(f"plot: {path}\ndata: {path.with_suffix('.json')}")
 
 
+@app.command()
+def train(
+    model: ModelOption = "fresh-llama",
+    text: TextOption = None,
+    gradient: Annotated[
+        str,
+        typer.Option(
+            help="Gradient: normal, kv or residual (the exact "
+            "myopic gradient), or bigram (the transformer-"
+            "bigram model)."
+        ),
+    ] = "normal",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.", min=1)] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=2)] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", min=0)] = 20,
+    schedule: Annotated[
+        str, typer.Option(help="After warm-up: cosine (to 10% of lr) or constant.")
+    ] = "cosine",
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.", min=1)] = 50,
+    eval_batches: Annotated[
+        int, typer.Option(help="Batches of held-out text per evaluation.", min=1)
+    ] = 4,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)] = 50,
+    out: Annotated[
+        Path, typer.Option(help="Folder for checkpoint.pt, log.json and the loss curve.")
+    ] = Path("myopia-train"),
+    seed: SeedOption = 0,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its checkpoint.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Train a model with the ordinary or a myopic gradient; checkpoints resume exactly."""
+    from myopia.training import TrainConfig
+    from myopia.training import train as run_training
+
+    config = TrainConfig(
+        model=model,
+        text=text,
+        gradient=gradient,
+        seq_len=seq_len,
+        batch_size=batch_size,
+        steps=steps,
+        lr=lr,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        schedule=schedule,
+        seed=seed,
+        eval_every=eval_every,
+        eval_batches=eval_batches,
+        checkpoint_every=checkpoint_every,
+        out=out,
+    )
+    result = run_training(config, resume=resume, show_progress=progress)
+    _out.print(
+        f"final eval loss {result.final_eval_loss:.4f} after {config.steps} steps "
+        f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+    )
+
+
 @app.command("model-info")
 def model_info(model: ModelOption = "smollm2") -> None:
     """Load a model (building the SmolLM2 cache on first use) and describe it."""

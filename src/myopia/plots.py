@@ -56,3 +56,27 @@ def plot_future_share(result: FutureShareResult, path: Path, title: str) -> Path
     save_figure(fig, path)
     atomic_write_json(path.with_suffix(".json"), result.to_dict())
     return path
+
+
+def plot_loss_curve(log: list[dict], path: Path, title: str) -> Path:
+    """Training loss per step and evaluation loss where measured."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    ax.plot(
+        [e["step"] for e in log],
+        [e["train_loss"] for e in log],
+        lw=1,
+        alpha=0.8,
+        label="train (batch)",
+    )
+    evals = [e for e in log if "eval_loss" in e]
+    ax.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="eval")
+    ax.set_xlabel("step")
+    ax.set_ylabel("next-token loss (nats)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    atomic_write_json(path.with_suffix(".json"), {"log": log})
+    return path

@@ -28,3 +28,32 @@ def track(
     )
     with Progress(*columns, console=_console, transient=True) as progress:
         yield from progress.track(items, total=total, description=description)
+
+
+class Bar:
+    """A bar whose text changes as work goes (loss, throughput): ``bar.advance(text)``."""
+
+    def __init__(self, total: int, description: str, completed: int = 0, enabled: bool = True):
+        self._progress = None
+        if enabled:
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            self._progress = Progress(*columns, console=_console, transient=True)
+            self._task = self._progress.add_task(description, total=total, completed=completed)
+
+    def __enter__(self) -> Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, description: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, description=description)

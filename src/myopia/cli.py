@@ -204,10 +204,11 @@ def train(
         out=out,
     )
     result = run_training(config, resume=resume, show_progress=progress)
-    _out.print(
-        f"final eval loss {result.final_eval_loss:.4f} after {config.steps} steps "
-        f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
-    )
+    if result.rank == 0:
+        _out.print(
+            f"final eval loss {result.final_eval_loss:.4f} after {config.steps} steps "
+            f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+        )
 
 
 @app.command("model-info")

@@ -4,6 +4,10 @@
 >>> result = train(TrainConfig(model="fresh-llama", gradient="kv", steps=100))  # doctest: +SKIP
 >>> result.log[-1]["eval_loss"]                                                   # doctest: +SKIP
 
+Under ``torchrun --nproc_per_node N`` the same call trains with DistributedDataParallel
+(gloo on the CPU, nccl on GPUs): each process takes its share of the same global batch,
+so N processes reach the weights one process reaches, up to the order of float sums.
+
 A run writes into ``config.out``: ``checkpoint.pt`` (model, optimizer, scheduler, RNG
 states, step and log; every ``checkpoint_every`` steps and at the end), ``log.json`` and
 ``loss_curve.png`` (with its JSON beside it). ``train(config, resume=True)`` continues
@@ -14,6 +18,7 @@ only on the seed and i, and every other source of state is in the checkpoint.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -22,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from myopia.attention import myopic
 from myopia.data.text import load_corpus, token_windows
@@ -43,10 +50,11 @@ class TrainResult:
     model: nn.Module
     log: list[dict]  # one entry per step: step, train_loss, lr, tokens_per_s[, eval_loss]
     out: Path
+    rank: int = 0  # under torchrun, only rank 0 evaluates and writes
 
     @property
-    def final_eval_loss(self) -> float:
-        return next(e["eval_loss"] for e in reversed(self.log) if "eval_loss" in e)
+    def final_eval_loss(self) -> float | None:
+        return next((e["eval_loss"] for e in reversed(self.log) if "eval_loss" in e), None)
 
 
 def _model_spec(config: TrainConfig) -> str:
@@ -67,6 +75,23 @@ def _lr_factor(config: TrainConfig):
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
+
+
+def _distributed_rank_and_size() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+        return torch.device("cuda", local)
+    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -91,11 +116,23 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             f"{config.out} already holds a run: pass --resume to continue it, "
             "or choose another --out"
         )
+    rank, world = _distributed_rank_and_size()
+    if config.batch_size % world:
+        raise MyopiaError(
+            f"--batch-size {config.batch_size} must be a multiple of the {world} processes"
+        )
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = load_model(_model_spec(config))
-    model.train()
+    device = _device(rank)
+    model.to(device).train()
+    # Each process trains on its rows of the global batch; DDP averages the gradients.
+    # In bigram mode query and key projections get no gradient: tell DDP so.
+    unused = config.gradient == "bigram"
+    trained = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
+    share = config.batch_size // world
+    my_rows = slice(rank * share, (rank + 1) * share)
     documents = load_corpus(config.text)
     batches = WindowBatches(
         token_windows(documents, tokenizer, config.seq_len, "train"), config.batch_size, config.seed
@@ -128,6 +165,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         start, log = state["step"], state["log"]
 
     def checkpoint(step: int) -> None:
+        if rank != 0:
+            return
         save_checkpoint(
             checkpoint_path,
             {
@@ -143,16 +182,19 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
 
     mode = None if config.gradient == "normal" else config.gradient
     tokens_per_step = config.batch_size * config.seq_len
-    with (
-        myopic(model, mode) if mode else nullcontext(),
-        Bar(config.steps, f"training ({config.gradient})", start, show_progress) as bar,
-    ):
+    bar = Bar(config.steps, f"training ({config.gradient})", start, show_progress and rank == 0)
+    with myopic(model, mode) if mode else nullcontext(), bar:
         for step in range(start, config.steps):
             began = time.perf_counter()
-            loss = mean_token_loss(model, batches(step))
+            batch = {"input_ids": batches(step)["input_ids"][my_rows].to(device)}
+            loss = mean_token_loss(trained, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if world > 1:  # log the global batch's loss, not this process's share
+                loss = loss.detach().clone()
+                dist.all_reduce(loss)
+                loss /= world
             entry = {
                 "step": step + 1,
                 "train_loss": loss.item(),
@@ -161,7 +203,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             }
             scheduler.step()
             last = step + 1 == config.steps
-            if (step + 1) % config.eval_every == 0 or last:
+            if rank == 0 and ((step + 1) % config.eval_every == 0 or last):
                 entry["eval_loss"] = evaluate(model, eval_windows, config.batch_size)
             log.append(entry)
             if (step + 1) % config.checkpoint_every == 0 or last:
@@ -171,10 +213,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
                 f"{entry['tokens_per_s']:,.0f} tok/s"
             )
 
-    atomic_write_json(config.out / "log.json", {"config": config.to_dict(), "log": log})
-    from myopia.plots import plot_loss_curve  # matplotlib only when a run finishes
+    if rank == 0:
+        atomic_write_json(config.out / "log.json", {"config": config.to_dict(), "log": log})
+        from myopia.plots import plot_loss_curve  # matplotlib only when a run finishes
 
-    plot_loss_curve(
-        log, config.out / "loss_curve.png", f"{config.model}, gradient: {config.gradient}"
-    )
-    return TrainResult(model=model, log=log, out=config.out)
+        plot_loss_curve(
+            log, config.out / "loss_curve.png", f"{config.model}, gradient: {config.gradient}"
+        )
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model=model, log=log, out=config.out, rank=rank)

@@ -42,6 +42,32 @@ def config(text, out, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+def train_arguments(text, out, steps, eval_every=40, checkpoint_every=5) -> list[str]:
+    """``myopia train`` arguments for the same run as ``config(text, out, ...)``."""
+    return [
+        "train",
+        "--model",
+        TINY,
+        "--text",
+        str(text),
+        "--seq-len",
+        "32",
+        "--batch-size",
+        "4",
+        "--steps",
+        str(steps),
+        "--eval-every",
+        str(eval_every),
+        "--checkpoint-every",
+        str(checkpoint_every),
+        "--gradient",
+        "kv",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+
+
 def test_a_run_writes_checkpoint_log_and_curve(text, tmp_path):
     result = train(config(text, tmp_path, steps=12, eval_every=6), show_progress=False)
     assert [e["step"] for e in result.log] == list(range(1, 13))
@@ -56,31 +82,7 @@ def test_resume_after_kill_reaches_the_same_weights(text, tmp_path):
     uninterrupted = train(config(text, tmp_path / "whole"), show_progress=False).model
 
     killed = tmp_path / "killed"
-    command = [
-        sys.executable,
-        "-m",
-        "myopia.cli",
-        "train",
-        "--model",
-        TINY,
-        "--text",
-        str(text),
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "4",
-        "--steps",
-        "120",
-        "--eval-every",
-        "40",
-        "--checkpoint-every",
-        "5",
-        "--gradient",
-        "kv",
-        "--out",
-        str(killed),
-        "--no-progress",
-    ]
+    command = [sys.executable, "-m", "myopia.cli", *train_arguments(text, killed, steps=120)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = killed / "checkpoint.pt"
     deadline = time.monotonic() + 120
@@ -143,26 +145,7 @@ def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
         str(free_port()),
         "-m",
         "myopia.cli",
-        "train",
-        "--model",
-        TINY,
-        "--text",
-        str(text),
-        "--seq-len",
-        "32",
-        "--batch-size",
-        "4",
-        "--steps",
-        "10",
-        "--eval-every",
-        "10",
-        "--checkpoint-every",
-        "10",
-        "--gradient",
-        "kv",
-        "--out",
-        str(tmp_path / "two"),
-        "--no-progress",
+        *train_arguments(text, tmp_path / "two", steps=10, eval_every=10, checkpoint_every=10),
     ]
     result = subprocess.run(
         command,

@@ -10,7 +10,6 @@ earlier positions helps.
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
@@ -21,6 +20,7 @@ from transformers import GPT2Config, GPT2Model
 
 from myopia.attention import myopic
 from myopia.errors import MyopiaError
+from myopia.training.schedule import lr_factor
 
 
 @dataclass
@@ -103,13 +103,9 @@ def train_precaching(config: PrecachingConfig) -> PrecachingRun:
     model = ContinuousModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
 
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(config.warmup_steps, config.steps, floor=0.05)
+    )
     data = torch.Generator().manual_seed(config.seed)
     curve = []
     mode = None if config.gradient == "normal" else config.gradient

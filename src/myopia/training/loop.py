@@ -17,7 +17,6 @@ only on the seed and i, and every other source of state is in the checkpoint.
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
@@ -41,6 +40,7 @@ from myopia.progress import Bar
 from myopia.training.batches import WindowBatches
 from myopia.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from myopia.training.config import TrainConfig
+from myopia.training.schedule import lr_factor
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -63,18 +63,6 @@ def _model_spec(config: TrainConfig) -> str:
     if spec.startswith("fresh-") and "seed=" not in spec:
         spec += f"{',' if ':' in spec else ':'}seed={config.seed}"
     return spec
-
-
-def _lr_factor(config: TrainConfig):
-    def factor(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        if config.schedule == "constant":
-            return 1.0
-        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 def _distributed_rank_and_size() -> tuple[int, int]:
@@ -147,7 +135,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(config.warmup_steps, config.steps, config.schedule)
+    )
 
     start, log = 0, []
     if resume:

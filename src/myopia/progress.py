@@ -13,6 +13,16 @@ T = TypeVar("T")
 _console = Console(stderr=True)
 
 
+def _progress() -> Progress:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    return Progress(*columns, console=_console, transient=True)
+
+
 def track(
     items: Iterable[T], description: str, total: int | None = None, enabled: bool = True
 ) -> Iterator[T]:
@@ -20,13 +30,7 @@ def track(
     if not enabled:
         yield from items
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=_console, transient=True) as progress:
+    with _progress() as progress:
         yield from progress.track(items, total=total, description=description)
 
 
@@ -36,13 +40,7 @@ class Bar:
     def __init__(self, total: int, description: str, completed: int = 0, enabled: bool = True):
         self._progress = None
         if enabled:
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )
-            self._progress = Progress(*columns, console=_console, transient=True)
+            self._progress = _progress()
             self._task = self._progress.add_task(description, total=total, completed=completed)
 
     def __enter__(self) -> Bar:

@@ -202,12 +202,11 @@ class _OwnPositionGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # grad: (B, H, Q, hd)
         out, v_values, q, own_prob = ctx.saved_tensors
-        batch, n_heads, q_len, head_dim = grad.shape
         n_kv_heads = v_values.shape[1]
-        groups = n_heads // n_kv_heads
+        groups = grad.shape[1] // n_kv_heads
 
         def per_kv_head(x):  # (B, H, Q, hd) -> (B, Hkv, Q, hd): sum over each head group
-            return x.view(batch, n_kv_heads, groups, q_len, head_dim).sum(2)
+            return _grouped(x, n_kv_heads).sum(2)
 
         grad_score = own_prob * (grad * (_expand_kv(v_values, groups) - out)).sum(-1, keepdim=True)
         grad_k = per_kv_head((ctx.scaling * grad_score) * q) if ctx.needs_input_grad[1] else None

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from myopia.attention.residual_channels import attention_modules
-from myopia.gradients.loss import valid_targets
+from myopia.gradients.loss import parameter_gradients, valid_targets
 
 
 def _zero_grads(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -30,13 +30,8 @@ def _zero_grads(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _accumulate(model: nn.Module, loss: torch.Tensor, into: dict[str, torch.Tensor]) -> None:
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    for (name, _), grad in zip(
-        [(n, p) for n, p in model.named_parameters() if p.requires_grad], grads, strict=True
-    ):
-        if grad is not None:
-            into[name] += grad
+    for name, grad in parameter_gradients(model, loss).items():
+        into[name] += grad
 
 
 def _target_loss(logits_at_t: torch.Tensor, next_ids: torch.Tensor, valid_t: torch.Tensor):

@@ -37,6 +37,17 @@ def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].transpose(1, 2), input_ids[:, 1:], reduction="none")
 
 
+def parameter_gradients(model: torch.nn.Module, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{name: d loss / d parameter}`` for trainable parameters (zeros where unused),
+    without touching the parameters' ``.grad``."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+    return {
+        name: grad if grad is not None else torch.zeros_like(param)
+        for (name, param), grad in zip(named, grads, strict=True)
+    }
+
+
 def mean_token_loss(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token loss over the real (unpadded) targets of a batch."""
     input_ids = batch["input_ids"]

@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import nn
 
 from myopia.attention import myopic
 from myopia.errors import MyopiaError
-from myopia.gradients.loss import mean_token_loss
+from myopia.gradients.loss import mean_token_loss, parameter_gradients
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)\.")
 
@@ -70,7 +71,7 @@ class GradientSplit:
     future: dict[str, torch.Tensor]
     mode: str
 
-    @property
+    @cached_property  # read by every shares() call: sum once
     def full(self) -> dict[str, torch.Tensor]:
         return {name: self.current[name] + self.future[name] for name in self.current}
 
@@ -97,13 +98,7 @@ class GradientSplit:
 
 def loss_gradient(model: nn.Module, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Gradient of the mean token loss, without touching the parameters' ``.grad``."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    loss = mean_token_loss(model, batch)
-    grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
-    return {
-        name: grad if grad is not None else torch.zeros_like(param)
-        for (name, param), grad in zip(named, grads, strict=True)
-    }
+    return parameter_gradients(model, mean_token_loss(model, batch))
 
 
 def split_gradient(

@@ -147,42 +147,129 @@ def gradient_split(
     _out.print(f"plot: {path}\ndata: {path.with_suffix('.json')}")
 
 
+PrecachingOptions = {
+    "p": "Pre-caching task: probability that a target is the sum over earlier inputs.",
+    "lags": "Pre-caching task: earlier inputs summed (0: the no-future control).",
+    "frequency": "Pre-caching task: f in sin(f·x); the published task uses 10.",
+}
+
+
+TASKS = ("text", "precaching", "choice")
+_TASK_PANEL = "Pre-caching task (--task precaching)"
+_TASK_DEFAULT = "default: the task's own"
+
+
 @app.command()
 def train(
+    task: Annotated[
+        str,
+        typer.Option(
+            help="text: next-token training on natural text (--model, --text). "
+            "precaching: the synthetic pre-caching task of C1(a) (continuous inputs, Huber "
+            "loss). choice: the P0/P1 task of C2 (gradient normal, kv or on-policy)."
+        ),
+    ] = "text",
     model: ModelOption = "fresh-llama",
     text: TextOption = None,
     gradient: Annotated[
         str,
         typer.Option(
-            help="Gradient: normal, kv or residual (the exact "
-            "myopic gradient), or bigram (the transformer-"
-            "bigram model)."
+            help="Gradient: normal; kv or residual (the exact myopic gradient); bigram "
+            "(the transformer-bigram model, text only); on-policy (choice only: the model "
+            "samples its own choice, REINFORCE with a leave-one-out baseline)."
         ),
     ] = "normal",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = 200,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step.", min=1)] = 8,
-    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=2)] = 128,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", min=0)] = 20,
+    steps: Annotated[
+        int | None, typer.Option(help=f"Optimizer steps ({_TASK_DEFAULT}; text: 200).", min=1)
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help=f"Sequences per step ({_TASK_DEFAULT}; text: 8).", min=1)
+    ] = None,
+    seq_len: Annotated[
+        int | None,
+        typer.Option(help=f"Positions per sequence ({_TASK_DEFAULT}; text: 128).", min=2),
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(help=f"Peak learning rate, AdamW ({_TASK_DEFAULT}).")
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option(help=f"Linear warm-up steps ({_TASK_DEFAULT}).", min=0)
+    ] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (text).")] = 0.01,
     schedule: Annotated[
-        str, typer.Option(help="After warm-up: cosine (to 10% of lr) or constant.")
+        str, typer.Option(help="After warm-up (text): cosine (to 10% of lr) or constant.")
     ] = "cosine",
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.", min=1)] = 50,
     eval_batches: Annotated[
-        int, typer.Option(help="Batches of held-out text per evaluation.", min=1)
+        int, typer.Option(help="Batches of held-out data per evaluation.", min=1)
     ] = 4,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)] = 50,
     out: Annotated[
-        Path, typer.Option(help="Folder for checkpoint.pt, log.json and the loss curve.")
+        Path, typer.Option(help="Folder for checkpoint.pt, log.json and the plot.")
     ] = Path("myopia-train"),
     seed: SeedOption = 0,
     resume: Annotated[
         bool, typer.Option(help="Continue the run in --out from its checkpoint.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    p: Annotated[
+        float, typer.Option(help=PrecachingOptions["p"], rich_help_panel=_TASK_PANEL)
+    ] = 1.0,
+    lags: Annotated[
+        int, typer.Option(help=PrecachingOptions["lags"], min=0, rich_help_panel=_TASK_PANEL)
+    ] = 5,
+    frequency: Annotated[
+        float, typer.Option(help=PrecachingOptions["frequency"], rich_help_panel=_TASK_PANEL)
+    ] = 3.0,
+    d_model: Annotated[
+        int,
+        typer.Option(
+            help="Model width (GPT-2 blocks, 2 heads).", min=1, rich_help_panel=_TASK_PANEL
+        ),
+    ] = 128,
 ) -> None:
     """Train a model with the ordinary or a myopic gradient; checkpoints resume exactly."""
+    if task not in TASKS:
+        raise MyopiaError(f"unknown --task {task!r}: choose one of {', '.join(TASKS)}")
+    given = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "lr": lr,
+        "warmup_steps": warmup_steps,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if task == "precaching":
+        from myopia.training.continuous import ContinuousFit
+        from myopia.training.precaching import PrecachingTask, train_precaching_into
+
+        length = {"seq_len": given.pop("seq_len")} if "seq_len" in given else {}
+        run = train_precaching_into(
+            PrecachingTask(p=p, lags=lags, frequency=frequency, d_model=d_model, **length),
+            ContinuousFit(gradient=gradient, seed=seed, **given),
+            out,
+            resume,
+            progress,
+        )
+        _out.print(
+            f"held-out Huber loss {run.eval_loss:.4f} (trivial {run.trivial_loss:.4f}) "
+            f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+        )
+        return
+    if task == "choice":
+        from myopia.training.choice_task import train_choice_into
+
+        if resume:
+            raise MyopiaError(
+                "--task choice runs take seconds and do not checkpoint: drop --resume"
+            )
+        run = train_choice_into(gradient, seed, given, out, progress)
+        _out.print(
+            f"P(P1) at the choice: {run.p_easy[0]:.3f} before, {run.final_p_easy:.3f} after "
+            f"training ({gradient}); log: {out / 'log.json'}, plot: {out / 'p_easy.png'}"
+        )
+        return
+
     from myopia.training import TrainConfig
     from myopia.training import train as run_training
 
@@ -190,18 +277,14 @@ def train(
         model=model,
         text=text,
         gradient=gradient,
-        seq_len=seq_len,
-        batch_size=batch_size,
-        steps=steps,
-        lr=lr,
         weight_decay=weight_decay,
-        warmup_steps=warmup_steps,
         schedule=schedule,
         seed=seed,
         eval_every=eval_every,
         eval_batches=eval_batches,
         checkpoint_every=checkpoint_every,
         out=out,
+        **given,
     )
     result = run_training(config, resume=resume, show_progress=progress)
     if result.rank == 0:
@@ -209,6 +292,71 @@ def train(
             f"final eval loss {result.final_eval_loss:.4f} after {config.steps} steps "
             f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
         )
+
+
+@app.command()
+def gap(
+    task: Annotated[
+        str,
+        typer.Option(
+            help="precaching (the synthetic task of Wu, Morris and Levine) or text "
+            "(a fresh model on natural text, with loss by position)."
+        ),
+    ] = "precaching",
+    gradient: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Myopic mode(s) compared with normal training: kv, residual, or bigram "
+            "(text only); repeatable. Default: kv."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds (one model per seed and mode).", min=1)] = 3,
+    seed: SeedOption = 0,
+    steps: Annotated[int, typer.Option(help="Optimizer steps per model.", min=1)] = 400,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.", min=1)] = 32,
+    seq_len: Annotated[int, typer.Option(help="Positions per sequence.", min=2)] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
+    p: Annotated[float, typer.Option(help=PrecachingOptions["p"])] = 1.0,
+    lags: Annotated[int, typer.Option(help=PrecachingOptions["lags"], min=0)] = 5,
+    frequency: Annotated[float, typer.Option(help=PrecachingOptions["frequency"])] = 3.0,
+    d_model: Annotated[int, typer.Option(help="Pre-caching task: model width.", min=1)] = 128,
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Text task: model spec, fresh-llama[:k=v,...].")
+    ] = "fresh-llama",
+    text: TextOption = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for gap.json, its plot and the runs (which resume).")
+    ] = Path("myopia-gap"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+) -> None:
+    """Measure the myopia gap: loss(myopic training) − loss(normal training), per seed."""
+    from myopia.training.gap import run_gap_command
+
+    result = run_gap_command(
+        task=task,
+        modes=tuple(gradient or ("kv",)),
+        seeds=[seed + k for k in range(seeds)],
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        precaching={"p": p, "lags": lags, "frequency": frequency, "d_model": d_model},
+        model=model,
+        text=text,
+        out=out,
+        show_progress=progress,
+    )
+    table = Table(
+        "gradient", "held-out loss", "gap vs normal (95% CI)", title=f"myopia gap: {task}"
+    )
+    for mode in result.losses:
+        gap_text = ""
+        if mode != "normal" and len(result.seeds) > 1:
+            g = result.gap(mode)
+            gap_text = f"{g.mean:+.4f} [{g.low:+.4f}, {g.high:+.4f}]"
+        table.add_row(mode, f"{result.loss(mode).mean:.4f}", gap_text)
+    _out.print(table)
+    _out.print(f"results: {out / 'gap.json'}")
 
 
 @app.command("model-info")

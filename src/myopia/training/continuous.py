@@ -1,17 +1,18 @@
-"""Continuous-input tasks: a linear embedding in, a transformer, a linear read-out, Huber loss.
+"""Continuous-input models and their trainer: a linear embedding in, GPT-2 blocks, a linear
+read-out, and a loss the task chooses (Huber for the tasks of this project).
 
-The pre-caching task of Wu, Morris and Levine (2024): inputs (x_n, z_n), x_n ~ N(0, 1),
-z_n ~ Bernoulli(p); target y_n = z_n * sum_{i=1..10} sin(10 x_{n-i}) + (1 - z_n) * x_n,
-with x = 0 before the start. Predicting y_n well needs sin(10 x_s) computed at earlier
-positions s for later use: exactly what the myopic gradient does not reward.
-``lags=0`` gives the control task y_n = z_n sin(10 x_n) + (1 - z_n) x_n, where nothing at
-earlier positions helps.
+A task supplies ``batch(generator) -> (inputs (B, T, n_inputs), targets (B, T, n_outputs))``
+and the trainer fits a :class:`ContinuousModel` to it with the ordinary gradient or a
+myopic one. Every task of this kind (pre-caching, effort allocation) goes through
+:func:`fit_continuous`, so the gradient modes are applied in exactly one place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,19 +21,21 @@ from transformers import GPT2Config, GPT2Model
 
 from myopia.attention import myopic
 from myopia.errors import MyopiaError
+from myopia.progress import Bar
+from myopia.training.checkpoint import load_checkpoint, save_checkpoint
 from myopia.training.schedule import lr_factor
+
+CONTINUOUS_GRADIENTS = ("normal", "kv", "residual")
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T, n_inputs), targets (B, T, n_outputs)
 
 
 @dataclass
-class PrecachingConfig:
-    p: float = 1.0  # probability that a position's target is the sum over earlier inputs
-    lags: int = 10  # earlier inputs summed; 0: the target depends on the current input only
-    seq_len: int = 64
-    d_model: int = 128
-    n_layers: int = 2
-    n_heads: int = 2
-    batch_size: int = 32
+class ContinuousFit:
+    """Optimisation settings shared by every continuous task."""
+
     steps: int = 1000
+    batch_size: int = 32
     lr: float = 2e-3
     warmup_steps: int = 50
     gradient: str = "normal"  # normal, kv or residual
@@ -40,40 +43,33 @@ class PrecachingConfig:
     eval_batches: int = 8
 
     def __post_init__(self):
-        if not 0.0 <= self.p <= 1.0:
-            raise MyopiaError(f"p must be a probability, got {self.p}")
-        if self.gradient not in ("normal", "kv", "residual"):
-            raise MyopiaError(f"gradient must be normal, kv or residual, not {self.gradient!r}")
-
-
-def precaching_batch(config: PrecachingConfig, generator: torch.Generator):
-    """Inputs (B, T, 2) = (x, z) and targets (B, T)."""
-    shape = (config.batch_size, config.seq_len)
-    x = torch.randn(shape, generator=generator)
-    z = (torch.rand(shape, generator=generator) < config.p).float()
-    sines = torch.sin(10 * x)
-    if config.lags == 0:
-        remembered = sines
-    else:
-        padded = F.pad(sines, (config.lags, 0))  # zeros before the start
-        # sum_{i=1..lags} sin(10 x_{n-i}) for every n
-        remembered = sum(
-            padded[:, config.lags - i : config.lags - i + config.seq_len]
-            for i in range(1, config.lags + 1)
-        )
-    return torch.stack([x, z], dim=-1), z * remembered + (1 - z) * x
+        if self.gradient not in CONTINUOUS_GRADIENTS:
+            raise MyopiaError(
+                f"gradient must be one of {', '.join(CONTINUOUS_GRADIENTS)}, not {self.gradient!r}"
+            )
+        for name in ("steps", "batch_size", "eval_batches"):
+            if getattr(self, name) < 1:
+                raise MyopiaError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 class ContinuousModel(nn.Module):
     """Linear embedding -> GPT-2 blocks (learned positions, no token embedding) -> linear."""
 
-    def __init__(self, config: PrecachingConfig, n_inputs: int = 2):
+    def __init__(
+        self,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        seq_len: int,
+        n_inputs: int,
+        n_outputs: int = 1,
+    ):
         super().__init__()
         gpt2 = GPT2Config(
-            n_embd=config.d_model,
-            n_layer=config.n_layers,
-            n_head=config.n_heads,
-            n_positions=config.seq_len,
+            n_embd=d_model,
+            n_layer=n_layers,
+            n_head=n_heads,
+            n_positions=seq_len,
             vocab_size=1,
             resid_pdrop=0.0,
             embd_pdrop=0.0,
@@ -81,49 +77,97 @@ class ContinuousModel(nn.Module):
             bos_token_id=0,
             eos_token_id=0,
         )
-        self.embed = nn.Linear(n_inputs, config.d_model)
+        self.embed = nn.Linear(n_inputs, d_model)
         self.backbone = GPT2Model(gpt2)
-        self.readout = nn.Linear(config.d_model, 1)
+        self.readout = nn.Linear(d_model, n_outputs)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, T, n_inputs) -> (B, T)
+    def hidden_states(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The residual stream after the embedding and after each block, (B, T, d) each;
+        the last one is after the final layer norm."""
+        out = self.backbone(
+            inputs_embeds=self.embed(inputs), use_cache=False, output_hidden_states=True
+        )
+        return out.hidden_states
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:  # (B, T, n_in) -> (B, T, n_out)
         hidden = self.backbone(inputs_embeds=self.embed(inputs), use_cache=False)
-        return self.readout(hidden.last_hidden_state).squeeze(-1)
+        return self.readout(hidden.last_hidden_state)
 
 
-@dataclass
-class PrecachingRun:
-    config: dict
-    eval_loss: float  # Huber loss on held-out batches, with the ordinary forward pass
-    curve: list[tuple[int, float]]  # (step, training loss)
+def fit_continuous(
+    model: ContinuousModel,
+    batch: Callable[[torch.Generator], Batch],
+    fit: ContinuousFit,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.huber_loss,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 200,
+    show_progress: bool = False,
+    task_settings: dict | None = None,
+) -> list[tuple[int, float]]:
+    """Train ``model`` in place on batches drawn from a generator seeded with ``fit.seed``.
 
-
-def train_precaching(config: PrecachingConfig) -> PrecachingRun:
-    """Train one model on the task with the configured gradient; return its eval loss."""
-    torch.manual_seed(config.seed)
-    model = ContinuousModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-
+    Returns the training-loss curve as (step, loss) pairs. With a myopic gradient the
+    forward values are the ordinary ones; only the backward pass differs.
+    With ``checkpoint``, the model, optimizer, schedule, data generator, step and curve
+    are written there atomically every ``checkpoint_every`` steps and at the end, and a
+    run finds an existing checkpoint of the same settings and continues from it, to the
+    same final weights as an uninterrupted run. ``task_settings`` (what the batches
+    depend on) is stored with it, so that a checkpoint of another task is refused.
+    """
+    settings = {"fit": asdict(fit), "task": task_settings or {}}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(config.warmup_steps, config.steps, floor=0.05)
+        optimizer, lr_factor(fit.warmup_steps, fit.steps, floor=0.05)
     )
-    data = torch.Generator().manual_seed(config.seed)
-    curve = []
-    mode = None if config.gradient == "normal" else config.gradient
-    with myopic(model.backbone, mode) if mode else nullcontext():
-        for step in range(config.steps):
-            inputs, targets = precaching_batch(config, data)
-            loss = F.huber_loss(model(inputs), targets)
+    data = torch.Generator().manual_seed(fit.seed)
+    start, curve = 0, []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(Path(checkpoint))
+        if state["settings"] != settings:
+            raise MyopiaError(
+                f"{checkpoint} holds a run with other settings: choose another output "
+                "folder or delete it"
+            )
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        data.set_state(state["data"])
+        start, curve = state["step"], [tuple(c) for c in state["curve"]]
+
+    def save(step: int) -> None:
+        state = {
+            "settings": settings,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "data": data.get_state(),
+            "step": step,
+            "curve": [list(c) for c in curve],
+        }
+        save_checkpoint(Path(checkpoint), state)
+
+    mode = None if fit.gradient == "normal" else fit.gradient
+    bar = Bar(fit.steps, f"training ({fit.gradient})", start, show_progress)
+    with myopic(model.backbone, mode) if mode else nullcontext(), bar:
+        for step in range(start, fit.steps):
+            inputs, targets = batch(data)
+            value = loss(model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             optimizer.step()
             scheduler.step()
-            if step % 25 == 0 or step + 1 == config.steps:
-                curve.append((step + 1, loss.item()))
-    # Held-out data from a stream no training run sees; forward values are ordinary.
-    held_out = torch.Generator().manual_seed(10**9 + config.seed)
-    with torch.no_grad():
-        losses = [
-            F.huber_loss(model(i), t).item()
-            for i, t in (precaching_batch(config, held_out) for _ in range(config.eval_batches))
-        ]
-    return PrecachingRun(config=asdict(config), eval_loss=sum(losses) / len(losses), curve=curve)
+            if step % 25 == 0 or step + 1 == fit.steps:
+                curve.append((step + 1, value.item()))
+            if checkpoint is not None and (
+                (step + 1) % checkpoint_every == 0 or step + 1 == fit.steps
+            ):
+                save(step + 1)
+            bar.advance(f"training ({fit.gradient}) loss {value.item():.4f}")
+    return curve
+
+
+def held_out_batches(batch: Callable[[torch.Generator], Batch], seed: int, n: int) -> list[Batch]:
+    """Evaluation batches from a stream no training run sees (training streams are seeded
+    with small integers)."""
+    generator = torch.Generator().manual_seed(10**9 + seed)
+    return [batch(generator) for _ in range(n)]

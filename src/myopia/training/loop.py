@@ -51,6 +51,7 @@ class TrainResult:
     log: list[dict]  # one entry per step: step, train_loss, lr, tokens_per_s[, eval_loss]
     out: Path
     rank: int = 0  # under torchrun, only rank 0 evaluates and writes
+    tokenizer: object = None
 
     @property
     def final_eval_loss(self) -> float | None:
@@ -212,4 +213,4 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         )
     if world > 1:
         dist.barrier()
-    return TrainResult(model=model, log=log, out=config.out, rank=rank)
+    return TrainResult(model=model, log=log, out=config.out, rank=rank, tokenizer=tokenizer)

@@ -1,0 +1,493 @@
+"""The choice task of C2 ("myopic action"): can training make a model pick the easy future?
+
+Every sequence is ``BOS, x_1 .. x_L, ASK, choice, y_1 .. y_k``. The context ``x`` is uniform
+over a few context tokens and says nothing about what follows; the marker ``ASK`` says that
+the choice comes next, so every regime finds the choice position from its own token rather
+than by counting positions (which the myopic gradient learns more slowly: a question for
+C1, not C2, whose measurement is the distribution at the choice). At the choice the data
+emit ``P1`` with probability ``p_easy`` (0.5) and ``P0`` otherwise. After ``P1`` the
+continuation is a fixed string (easy: its loss can reach 0); after ``P0`` it is uniform over
+the content tokens (hard: its loss cannot go below log(n_content) per token).
+
+Three ways to train the same model on it:
+
+- ``normal``: teacher-forced, cross-entropy on every position, the full gradient;
+- ``kv``: the same loss with the exact myopic gradient (``myopic(model, "kv")``);
+- ``on-policy``: the model samples its own choice, the data process continues from it, and
+  the model is trained on the continuation's loss, with the credit for the choice given by
+  REINFORCE (see :func:`on_policy_surrogate`). The choice gets no likelihood loss.
+
+Teacher forcing only ever asks the choice position to match the data's frequency, so
+(i) and (ii) should end at P(P1) = 0.5 however much easier P1 makes the rest; the
+on-policy model is rewarded for the easy branch and should move towards P1.
+
+>>> config = ChoiceConfig()                                   # C2's full budget
+>>> run = train_choice(config, "on-policy", seed=0)          # doctest: +SKIP
+>>> run.final_p_easy                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from myopia.attention import myopic
+from myopia.errors import MyopiaError
+from myopia.gradients.loss import forward_logits, token_losses
+from myopia.models.fresh import FreshModelConfig, build_fresh_model
+from myopia.progress import Bar
+from myopia.stats import Interval, mean_ci
+from myopia.training.schedule import lr_factor
+
+# "normal" and "kv" are the gradient modes of the training loop (teacher-forced); the
+# CLI's --gradient takes these names.
+REGIMES = ("normal", "kv", "on-policy")
+REGIME_LABELS = {
+    "normal": "teacher-forced, normal gradient",
+    "kv": "teacher-forced, myopic gradient (kv)",
+    "on-policy": "on-policy, REINFORCE credit for the choice",
+}
+
+# Token ids. 0 is the fresh model's padding id, whose embedding is zero and never trained,
+# so no token of the task uses it. ASK marks the position that predicts the choice.
+BOS, ASK, P0, P1 = 1, 2, 3, 4
+_FIRST_CONTEXT = 5
+_MAX_EVAL_CONTEXTS = 1024  # beyond this many contexts, evaluate on a fixed sample of them
+
+
+@dataclass
+class ChoiceConfig:
+    """The choice task, the model and its training, for one run of any regime.
+
+    The defaults are C2's full budget: about 3 s a run on one CPU thread.
+    """
+
+    # task
+    context_len: int = 2  # L: context tokens before the choice
+    n_context_tokens: int = 4  # distinct context tokens
+    n_content_tokens: int = 16  # tokens a continuation is made of
+    continuation_len: int = 4  # k: tokens after the choice
+    p_easy: float = 0.5  # the data's probability of P1 (the easy branch)
+    # model (a fresh tiny Llama)
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 2
+    d_mlp: int = 64
+    # training
+    steps: int = 250
+    batch_size: int = 128
+    lr: float = 3e-3
+    warmup_steps: int = 20
+    lr_floor: float = 0.02  # final lr as a fraction of lr: a small one stills Adam's noise
+    # Teacher-forced batches hold exactly round(p_easy * batch) P1s, in random places: each
+    # sequence still has P(P1) = p_easy, but the batch-to-batch noise in the choice's
+    # frequency, which is all that moves P(P1) at the end, is gone (see choice_sequences).
+    stratified: bool = True
+    eval_every: int = 10  # steps between P(P1) measurements (also at 0 and at the end)
+
+    def __post_init__(self):
+        for name in (
+            "context_len",
+            "n_context_tokens",
+            "n_content_tokens",
+            "continuation_len",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "d_mlp",
+            "steps",
+            "eval_every",
+        ):
+            if getattr(self, name) < 1:
+                raise MyopiaError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_content_tokens < 2:
+            raise MyopiaError("n_content_tokens must be at least 2: P0's continuation is random")
+        if self.continuation_len > self.n_content_tokens:
+            raise MyopiaError(
+                f"continuation_len={self.continuation_len} must not exceed "
+                f"n_content_tokens={self.n_content_tokens} (P1's string uses distinct tokens)"
+            )
+        if not 0.0 < self.p_easy < 1.0:
+            raise MyopiaError(f"p_easy must be strictly between 0 and 1, got {self.p_easy}")
+        if self.batch_size < 2:
+            raise MyopiaError(
+                "batch_size must be at least 2: the on-policy baseline leaves one out"
+            )
+        if self.d_model % self.n_heads:
+            raise MyopiaError(
+                f"d_model={self.d_model} must be a multiple of n_heads={self.n_heads}"
+            )
+        if self.lr <= 0 or not 0.0 < self.lr_floor <= 1.0:
+            raise MyopiaError("lr must be positive and lr_floor in (0, 1]")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise MyopiaError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+
+    # Layout of a sequence: BOS, context, ASK, choice, continuation.
+    @property
+    def choice_index(self) -> int:
+        return 2 + self.context_len
+
+    @property
+    def seq_len(self) -> int:
+        return 3 + self.context_len + self.continuation_len
+
+    @property
+    def vocab_size(self) -> int:
+        return _FIRST_CONTEXT + self.n_context_tokens + self.n_content_tokens
+
+    @property
+    def first_content(self) -> int:
+        return _FIRST_CONTEXT + self.n_context_tokens
+
+    def easy_continuation(self) -> torch.Tensor:
+        """(k,) the fixed string after P1: the first k content tokens, in order."""
+        return torch.arange(self.continuation_len) + self.first_content
+
+    def model_config(self, seed: int) -> FreshModelConfig:
+        return FreshModelConfig(
+            architecture="llama",
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            d_mlp=self.d_mlp,
+            vocab_size=self.vocab_size,
+            max_positions=self.seq_len,
+            seed=seed,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- the data process ---------------------------------------------------------------
+
+
+def sample_contexts(config: ChoiceConfig, n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, L + 2) BOS, uniform context tokens, ASK: everything before the choice."""
+    context = torch.randint(
+        _FIRST_CONTEXT,
+        _FIRST_CONTEXT + config.n_context_tokens,
+        (n, config.context_len),
+        generator=generator,
+    )
+    return _framed(context)
+
+
+def _framed(context: torch.Tensor) -> torch.Tensor:
+    """(n, L) context tokens -> (n, L + 2) BOS, context, ASK."""
+    n = context.shape[0]
+    return torch.cat([torch.full((n, 1), BOS), context, torch.full((n, 1), ASK)], dim=1)
+
+
+def continue_from(
+    config: ChoiceConfig, contexts: torch.Tensor, easy: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """(n, T) whole sequences: ``contexts`` (n, L + 2), then P1 and the fixed string where
+    ``easy`` (n,) is True, P0 and uniform content tokens where it is False."""
+    n, k = contexts.shape[0], config.continuation_len
+    random_tail = torch.randint(
+        config.first_content,
+        config.first_content + config.n_content_tokens,
+        (n, k),
+        generator=generator,
+    )
+    tail = torch.where(easy[:, None], config.easy_continuation().expand(n, k), random_tail)
+    choice = torch.where(easy, P1, P0)[:, None]  # (n, 1)
+    return torch.cat([contexts, choice, tail], dim=1)
+
+
+def data_choices(
+    config: ChoiceConfig, n: int, generator: torch.Generator, stratified: bool
+) -> torch.Tensor:
+    """(n,) bool, True for P1. Stratified: exactly round(p_easy * n) Trues in random places,
+    so every position is P1 with probability p_easy (exchangeability) but the batch's
+    count does not vary. Otherwise independent Bernoulli(p_easy) draws."""
+    if not stratified:
+        return torch.rand(n, generator=generator) < config.p_easy
+    n_easy = round(config.p_easy * n)
+    order = torch.randperm(n, generator=generator)
+    return order < n_easy
+
+
+def choice_sequences(
+    config: ChoiceConfig, n: int, generator: torch.Generator, stratified: bool | None = None
+) -> torch.Tensor:
+    """(n, T) sequences of the data process (``stratified``: None uses the config's)."""
+    stratified = config.stratified if stratified is None else stratified
+    contexts = sample_contexts(config, n, generator)
+    easy = data_choices(config, n, generator, stratified)
+    return continue_from(config, contexts, easy, generator)
+
+
+def eval_contexts(config: ChoiceConfig) -> torch.Tensor:
+    """(N, L + 2) the contexts P(P1) is averaged over: every possible context when there
+    are few (an exact average over the context distribution, no sampling noise), else a
+    fixed sample from a stream no training run uses."""
+    tokens = range(_FIRST_CONTEXT, _FIRST_CONTEXT + config.n_context_tokens)
+    if config.n_context_tokens**config.context_len <= _MAX_EVAL_CONTEXTS:
+        return _framed(torch.tensor(list(itertools.product(tokens, repeat=config.context_len))))
+    return sample_contexts(config, _MAX_EVAL_CONTEXTS, torch.Generator().manual_seed(10**9))
+
+
+# --- what the model does at the choice --------------------------------------------------
+
+
+def choice_log_probs(logits_before_choice: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits at the ASK position -> (B, 2) log-probabilities of (P0, P1)
+    renormalised over the two. The data process is defined after P0 or P1 only, so the
+    policy's actions are these two; mass the model puts elsewhere is not an action."""
+    return F.log_softmax(logits_before_choice[:, [P0, P1]], dim=-1)
+
+
+@torch.no_grad()
+def measure_choice(model: nn.Module, contexts: torch.Tensor) -> tuple[float, float]:
+    """(P(P1 | P0 or P1), P(P0) + P(P1)) at the choice, averaged over ``contexts`` (N, L + 2).
+
+    The first is the policy's probability of the easy branch (the C2 measurement); the
+    second, the mass on the two choice tokens, shows whether the choice position learned
+    the data at all (teacher-forced runs: near 1; on-policy runs never train it).
+    """
+    logits = forward_logits(model, {"input_ids": contexts})[:, -1]  # (N, V)
+    p_easy = choice_log_probs(logits)[:, 1].exp().mean().item()
+    mass = F.softmax(logits, dim=-1)[:, [P0, P1]].sum(-1).mean().item()
+    return p_easy, mass
+
+
+@torch.no_grad()
+def branch_losses(model: nn.Module, config: ChoiceConfig) -> tuple[float, float]:
+    """Mean loss per continuation token after P0 and after P1 on held-out sequences (every
+    eval context, each branch): a sanity check that the hard branch stays near
+    log(n_content) and the easy one falls towards 0."""
+    contexts = eval_contexts(config)
+    n, c = contexts.shape[0], config.choice_index
+    generator = torch.Generator().manual_seed(10**9 + 1)
+    losses = []
+    for easy in (False, True):
+        sequences = continue_from(config, contexts, torch.full((n,), easy), generator)
+        per_token = token_losses(forward_logits(model, {"input_ids": sequences}), sequences)
+        losses.append(per_token[:, c : c + config.continuation_len].mean().item())
+    return losses[0], losses[1]
+
+
+# --- the three trainers -------------------------------------------------------------
+
+
+def teacher_forced_loss(model: nn.Module, sequences: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over every position of (B, T) data sequences."""
+    return token_losses(forward_logits(model, {"input_ids": sequences}), sequences).mean()
+
+
+def leave_one_out_mean(values: torch.Tensor) -> torch.Tensor:
+    """(B,) -> (B,) the mean of the other B - 1 values, for each value."""
+    return (values.sum() - values) / (values.shape[0] - 1)
+
+
+def on_policy_surrogate(
+    logits: torch.Tensor, sequences: torch.Tensor, config: ChoiceConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Surrogate loss whose gradient is an unbiased estimate of the gradient of
+    E_{choice ~ model}[continuation loss]; also returns the (B,) continuation losses.
+
+    ``logits`` (B, T, V) come from the model on ``sequences`` (B, T), whose choices the
+    model sampled. With L_i the mean loss over sequence i's continuation tokens,
+
+        surrogate = mean_i [ L_i + (L_i - b_i).detach() * log pi(choice_i) ],
+
+    where pi is the model's choice distribution renormalised over {P0, P1}. The first term
+    trains the continuation on what the data process produced; the second is REINFORCE,
+    the only way credit reaches the choice (it gets no likelihood loss). b_i is the mean
+    of the other sequences' L: it does not depend on choice_i, so the estimate stays
+    unbiased (a batch mean including L_i would shrink the signal by (B-1)/B), and it
+    tracks the continuation loss as it falls, which a running mean would lag behind.
+    """
+    c, k = config.choice_index, config.continuation_len
+    per_token = token_losses(logits, sequences)  # (B, T-1); column t predicts token t+1
+    continuation_loss = per_token[:, c : c + k].mean(dim=1)  # (B,)
+    took_easy = (sequences[:, c] == P1).long()  # (B,)
+    log_pi = choice_log_probs(logits[:, c - 1]).gather(1, took_easy[:, None])[:, 0]  # (B,)
+    advantage = (continuation_loss - leave_one_out_mean(continuation_loss)).detach()  # (B,)
+    surrogate = (continuation_loss + advantage * log_pi).mean()
+    return surrogate, continuation_loss
+
+
+def on_policy_batch(
+    model: nn.Module, config: ChoiceConfig, n: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(n, T) sequences whose choice the model sampled from its own renormalised choice
+    distribution, continued by the data process."""
+    contexts = sample_contexts(config, n, generator)  # (n, L + 2)
+    with torch.no_grad():
+        logits = forward_logits(model, {"input_ids": contexts})[:, -1]  # (n, V)
+        p_easy = choice_log_probs(logits)[:, 1].exp()  # (n,)
+    easy = torch.rand(n, generator=generator) < p_easy
+    return continue_from(config, contexts, easy, generator)
+
+
+def _training_loss(
+    model: nn.Module, config: ChoiceConfig, regime: str, generator: torch.Generator
+) -> torch.Tensor:
+    if regime == "on-policy":
+        sequences = on_policy_batch(model, config, config.batch_size, generator)
+        logits = forward_logits(model, {"input_ids": sequences})
+        return on_policy_surrogate(logits, sequences, config)[0]
+    return teacher_forced_loss(model, choice_sequences(config, config.batch_size, generator))
+
+
+@dataclass
+class ChoiceRun:
+    """One training run: P(P1) over training and the final sanity numbers."""
+
+    regime: str
+    seed: int
+    steps: list[int]  # the steps P(P1) was measured after (0: the initial model)
+    p_easy: list[float]  # P(P1 | P0 or P1) at the choice, mean over eval contexts
+    choice_mass: float  # final P(P0) + P(P1), unnormalised
+    loss_after_hard: float  # final mean loss per continuation token after P0
+    loss_after_easy: float  # final mean loss per continuation token after P1
+    seconds: float
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final_p_easy(self) -> float:
+        return self.p_easy[-1]
+
+    def to_dict(self) -> dict:
+        # Not dataclasses.asdict: it would deep-copy the model only to drop it.
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+
+
+def train_choice(
+    config: ChoiceConfig,
+    regime: str,
+    seed: int,
+    bar: Bar | None = None,
+    keep_model: bool = False,
+) -> ChoiceRun:
+    """Train a fresh model on the choice task in ``regime`` (``normal``, ``kv`` or
+    ``on-policy``). The seed fixes the initial weights and the data stream, so runs of
+    different regimes with one seed start from the same model."""
+    if regime not in REGIMES:
+        raise MyopiaError(f"unknown regime {regime!r}: choose one of {', '.join(REGIMES)}")
+    start = time.perf_counter()
+    model = build_fresh_model(config.model_config(seed))
+    contexts = eval_contexts(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(config.warmup_steps, config.steps, floor=config.lr_floor)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    steps, curve = [0], [measure_choice(model, contexts)[0]]
+    with myopic(model, "kv") if regime == "kv" else nullcontext():
+        for step in range(1, config.steps + 1):
+            loss = _training_loss(model, config, regime, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if step % config.eval_every == 0 or step == config.steps:
+                steps.append(step)
+                curve.append(measure_choice(model, contexts)[0])
+            if bar is not None:
+                bar.advance(f"C2 {regime}, seed {seed}: P(P1) {curve[-1]:.3f}")
+    mass = measure_choice(model, contexts)[1]
+    hard, easy = branch_losses(model, config)
+    return ChoiceRun(
+        regime=regime,
+        seed=seed,
+        steps=steps,
+        p_easy=curve,
+        choice_mass=mass,
+        loss_after_hard=hard,
+        loss_after_easy=easy,
+        seconds=time.perf_counter() - start,
+        model=model if keep_model else None,
+    )
+
+
+# --- the C2 measurement ------------------------------------------------------------------
+
+
+@dataclass
+class MyopicActionResult:
+    """P(P1) over training for every regime and seed (C2)."""
+
+    config: ChoiceConfig
+    seeds: list[int]
+    runs: dict[str, list[ChoiceRun]]  # regime -> one run per seed, in seed order
+
+    @property
+    def steps(self) -> list[int]:
+        return next(iter(self.runs.values()))[0].steps
+
+    def final_interval(self, regime: str) -> Interval:
+        """95% Student-t interval over seeds of the final P(P1)."""
+        return mean_ci([run.final_p_easy for run in self.runs[regime]])
+
+    def curve_intervals(self, regime: str) -> list[Interval]:
+        """95% interval over seeds of P(P1) at each measured step."""
+        per_seed = [run.p_easy for run in self.runs[regime]]
+        return [mean_ci([curve[i] for curve in per_seed]) for i in range(len(self.steps))]
+
+    def mean_of(self, regime: str, attribute: str) -> float:
+        values = [getattr(run, attribute) for run in self.runs[regime]]
+        return sum(values) / len(values)
+
+    def to_dict(self) -> dict:
+        return {
+            "config": self.config.to_dict(),
+            "seeds": self.seeds,
+            "final_p_easy": {r: self.final_interval(r).to_dict() for r in self.runs},
+            "runs": {r: [run.to_dict() for run in runs] for r, runs in self.runs.items()},
+        }
+
+
+def measure_myopic_action(
+    config: ChoiceConfig,
+    seeds: list[int],
+    show_progress: bool = False,
+    regimes: tuple[str, ...] = REGIMES,
+) -> MyopicActionResult:
+    """Train every regime with every seed and collect P(P1) over training."""
+    if len(seeds) < 1:
+        raise MyopiaError("measure_myopic_action needs at least one seed")
+    runs: dict[str, list[ChoiceRun]] = {regime: [] for regime in regimes}
+    total = len(regimes) * len(seeds) * config.steps
+    with Bar(total, "C2 choice task", enabled=show_progress) as bar:
+        for regime in regimes:
+            for seed in seeds:
+                runs[regime].append(train_choice(config, regime, seed, bar=bar))
+    return MyopicActionResult(config=config, seeds=list(seeds), runs=runs)
+
+
+def hard_loss_floor(config: ChoiceConfig) -> float:
+    """The lowest possible mean loss per token after P0: its tokens are uniform."""
+    return math.log(config.n_content_tokens)
+
+
+def train_choice_into(
+    regime: str, seed: int, options: dict, out: Path, show_progress: bool = True
+) -> ChoiceRun:
+    """``myopia train --task choice``: one run, its P(P1) curve as ``log.json`` and a plot
+    in ``out``. ``options`` are ChoiceConfig fields (steps, batch_size, lr, warmup_steps)."""
+    from myopia.experiments.c2_myopic_action import plot_p_easy
+    from myopia.io import atomic_write_json
+
+    if "seq_len" in options:
+        raise MyopiaError(
+            "--seq-len does not apply to --task choice: its sequences have a fixed layout"
+        )
+    config = ChoiceConfig(**options)
+    result = measure_myopic_action(config, [seed], show_progress, regimes=(regime,))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "log.json", result.to_dict())
+    plot_p_easy(result, out / "p_easy.png", f"choice task, {regime}, seed {seed}")
+    return result.runs[regime][0]

@@ -124,3 +124,34 @@ def test_train_precaching_task_refuses_to_overwrite_and_resumes(tmp_path):
     resumed = myopia(*args, "--resume")  # finished: continues nothing, same result
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((out / "log.json").read_text())["eval_loss"] == log["eval_loss"]
+
+
+@pytest.mark.parametrize(
+    "task, extra",
+    [
+        ("effort", ["--d-model", "8", "--gradient", "kv"]),
+        ("choice", ["--gradient", "on-policy", "--batch-size", "16"]),
+    ],
+)
+def test_train_runs_the_other_synthetic_tasks(tmp_path, task, extra):
+    out = tmp_path / task
+    result = myopia(
+        "train",
+        "--task",
+        task,
+        "--steps",
+        "25",
+        "--warmup-steps",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    )
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "log.json").read_text())
+    if task == "effort":
+        assert saved["current_loss"] > 0 and saved["later_loss"] > 0
+        assert saved["task"]["d_model"] == 8 and saved["fit"]["gradient"] == "kv"
+    else:
+        assert 0.0 <= saved["final_p_easy"]["on-policy"]["mean"] <= 1.0

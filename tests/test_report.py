@@ -53,6 +53,9 @@ def isolated_registry(monkeypatch):
     monkeypatch.setattr(registry, "_RULES", dict(registry._RULES))
 
 
+SECTION_FIELDS = ("summary", "numbers", "rows", "plots", "notes", "budget", "status")
+
+
 def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
     results = run_report(ReportConfig(model=TINY, out=tmp_path, quick=True, show_progress=False))
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -60,16 +63,28 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
     html = (tmp_path / "index.html").read_text()
     claims = {c["id"]: c for c in saved["claims"]}
     assert list(claims) == [f"C{i}" for i in range(1, 11)]
-    c1b = claims["C1"]["sections"][0]
-    assert c1b["key"] == "C1b" and c1b["status"] == "measured"
+    sections = {sec["key"]: sec for c in saved["claims"] for sec in c["sections"]}
+    assert {"C1a", "C1a-text", "C1b", "C2", "C3"} <= set(sections)
+    assert all(sec["status"] == "measured" for sec in sections.values()), [
+        (k, sec["summary"]) for k, sec in sections.items() if sec["status"] != "measured"
+    ]
+    c1b = sections["C1b"]
     share = c1b["numbers"]["overall"]
     assert 0 < share["mean"] < 1 and share["low"] <= share["mean"] <= share["high"]
-    plot = tmp_path / c1b["plots"][0]["path"]
-    assert plot.exists() and plot.with_suffix(".json").exists()
-    assert c1b["plots"][0]["path"] in html
-    # The rule of C1 needs C1(a), which is not built: no verdict may be claimed.
-    assert claims["C1"]["verdict"] == "not run"
-    assert claims["C2"]["verdict"] == "not run" and not claims["C2"]["sections"]
+    for sec in sections.values():  # every plot exists, with its data, and is in the page
+        for plot in sec["plots"]:
+            assert (tmp_path / plot["path"]).exists(), plot
+            assert (tmp_path / plot["path"]).with_suffix(".json").exists(), plot
+            assert plot["path"] in html
+    # Verdicts come from the rules applied to this run's numbers, not from constants.
+    for claim_id in ("C1", "C2", "C3"):
+        measured = {
+            sec["key"]: SectionResult(**{k: sec[k] for k in SECTION_FIELDS})
+            for sec in claims[claim_id]["sections"]
+        }
+        recomputed = registry.rule_for(claim_id)(measured)
+        assert claims[claim_id]["verdict"] == recomputed.value != "not run", claim_id
+    assert claims["C4"]["verdict"] == "not run" and not claims["C4"]["sections"]
     for claim in all_claims():
         assert claim.rule in html_module.unescape(html)
 

@@ -154,8 +154,8 @@ PrecachingOptions = {
 }
 
 
-TASKS = ("text", "precaching", "choice")
-_TASK_PANEL = "Pre-caching task (--task precaching)"
+TASKS = ("text", "precaching", "choice", "effort")
+_TASK_PANEL = "Synthetic tasks (--task precaching / effort)"
 _TASK_DEFAULT = "default: the task's own"
 
 
@@ -166,7 +166,9 @@ def train(
         typer.Option(
             help="text: next-token training on natural text (--model, --text). "
             "precaching: the synthetic pre-caching task of C1(a) (continuous inputs, Huber "
-            "loss). choice: the P0/P1 task of C2 (gradient normal, kv or on-policy)."
+            "loss). choice: the P0/P1 task of C2 (gradient normal, kv or on-policy). "
+            "effort: C3's effort-allocation task (a hard current target and a later one "
+            "that needs pre-computation; --d-model sets the capacity)."
         ),
     ] = "text",
     model: ModelOption = "fresh-llama",
@@ -222,11 +224,13 @@ def train(
         float, typer.Option(help=PrecachingOptions["frequency"], rich_help_panel=_TASK_PANEL)
     ] = 3.0,
     d_model: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Model width (GPT-2 blocks, 2 heads).", min=1, rich_help_panel=_TASK_PANEL
+            help="Model width of the precaching (default 128) and effort (default 6) tasks.",
+            min=1,
+            rich_help_panel=_TASK_PANEL,
         ),
-    ] = 128,
+    ] = None,
 ) -> None:
     """Train a model with the ordinary or a myopic gradient; checkpoints resume exactly."""
     if task not in TASKS:
@@ -245,7 +249,7 @@ def train(
 
         length = {"seq_len": given.pop("seq_len")} if "seq_len" in given else {}
         run = train_precaching_into(
-            PrecachingTask(p=p, lags=lags, frequency=frequency, d_model=d_model, **length),
+            PrecachingTask(p=p, lags=lags, frequency=frequency, d_model=d_model or 128, **length),
             ContinuousFit(gradient=gradient, seed=seed, **given),
             out,
             resume,
@@ -254,6 +258,26 @@ def train(
         _out.print(
             f"held-out Huber loss {run.eval_loss:.4f} (trivial {run.trivial_loss:.4f}) "
             f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+        )
+        return
+    if task == "effort":
+        from myopia.experiments.c3_effort_allocation import FIT
+        from myopia.training.continuous import ContinuousFit
+        from myopia.training.effort_task import EffortTask, train_effort_into
+
+        length = {"seq_len": given.pop("seq_len")} if "seq_len" in given else {}
+        width = {"d_model": d_model} if d_model else {}
+        run = train_effort_into(
+            EffortTask(**length, **width),
+            ContinuousFit(**{**FIT, "gradient": gradient, "seed": seed, **given}),
+            out,
+            resume,
+            progress,
+        )
+        _out.print(
+            f"held-out Huber loss: current part {run.current_loss:.4f} (predicting 0: "
+            f"{run.zero_current_loss:.4f}), later part {run.later_loss:.4f} (predicting 0: "
+            f"{run.zero_later_loss:.4f}) ({gradient}); log: {out / 'log.json'}"
         )
         return
     if task == "choice":

@@ -3,6 +3,7 @@ it shows as JSON beside it (same name, ``.json``), so a plot never stands withou
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -101,7 +102,7 @@ def plot_losses_by_setting(
     labels = list(settings)
     modes = list(dict.fromkeys(m for s in settings.values() for m in s))
     width = 0.8 / len(modes)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.6 * len(labels), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 + 1.6 * len(labels)), 3.8))
     for j, mode in enumerate(modes):
         for i, label in enumerate(labels):
             if mode not in settings[label]:
@@ -133,7 +134,7 @@ def plot_losses_by_setting(
             )
     ax.set_xticks(range(len(labels)), labels)
     ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()

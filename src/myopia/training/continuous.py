@@ -146,11 +146,12 @@ def fit_continuous(
         }
         save_checkpoint(Path(checkpoint), state)
 
+    device = next(model.parameters()).device
     mode = None if fit.gradient == "normal" else fit.gradient
     bar = Bar(fit.steps, f"training ({fit.gradient})", start, show_progress)
     with myopic(model.backbone, mode) if mode else nullcontext(), bar:
         for step in range(start, fit.steps):
-            inputs, targets = batch(data)
+            inputs, targets = (t.to(device) for t in batch(data))  # data drawn on the CPU
             value = loss(model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
@@ -166,8 +167,42 @@ def fit_continuous(
     return curve
 
 
+def default_device() -> torch.device:
+    """A GPU when there is one (larger budgets), else the CPU. Batches are always drawn on
+    the CPU, so a seed gives the same data on every device."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def held_out_batches(batch: Callable[[torch.Generator], Batch], seed: int, n: int) -> list[Batch]:
     """Evaluation batches from a stream no training run sees (training streams are seeded
     with small integers)."""
     generator = torch.Generator().manual_seed(10**9 + seed)
     return [batch(generator) for _ in range(n)]
+
+
+def run_checkpoint(out: Path, resume: bool) -> Path:
+    """Where a CLI run in ``out`` checkpoints; refuses to overwrite a run, or to resume
+    one that is not there, in one line."""
+    checkpoint = Path(out) / "checkpoint.pt"
+    if resume and not checkpoint.exists():
+        raise MyopiaError(f"nothing to resume: {checkpoint} does not exist; train without --resume")
+    if not resume and checkpoint.exists():
+        raise MyopiaError(
+            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    return checkpoint
+
+
+def write_run_record(
+    out: Path, curve: list[tuple[int, float]], eval_loss: float, record: dict, title: str
+) -> None:
+    """``log.json`` (the record, the training curve, the held-out loss at the end) and the
+    loss curve plot of one CLI run."""
+    from myopia.io import atomic_write_json
+    from myopia.plots import plot_loss_curve
+
+    log = [{"step": step, "train_loss": value} for step, value in curve]
+    log[-1]["eval_loss"] = eval_loss
+    atomic_write_json(Path(out) / "log.json", {**record, "eval_loss": eval_loss, "log": log})
+    plot_loss_curve(log, Path(out) / "loss_curve.png", title, ylabel="Huber loss")

@@ -26,8 +26,11 @@ from myopia.probes import ridge_r2
 from myopia.training.continuous import (
     ContinuousFit,
     ContinuousModel,
+    default_device,
     fit_continuous,
     held_out_batches,
+    run_checkpoint,
+    write_run_record,
 )
 
 
@@ -91,7 +94,7 @@ def train_precaching(
     """Train one model on the task with ``fit.gradient``; return its held-out loss.
     With ``checkpoint`` the run checkpoints there and resumes (see ``fit_continuous``)."""
     torch.manual_seed(fit.seed)
-    model = task.model()
+    model = task.model().to(default_device())
     curve = fit_continuous(
         model,
         lambda g: task.batch(g, fit.batch_size),
@@ -102,7 +105,8 @@ def train_precaching(
     )
     held_out = held_out_batches(lambda g: task.batch(g, fit.batch_size), fit.seed, fit.eval_batches)
     with torch.no_grad():
-        losses = [F.huber_loss(model(i), t).item() for i, t in held_out]
+        device = default_device()
+        losses = [F.huber_loss(model(i.to(device)), t.to(device)).item() for i, t in held_out]
         trivial = [F.huber_loss(i[..., :1] * (1 - i[..., 1:]), t).item() for i, t in held_out]
     return PrecachingRun(
         task=asdict(task),
@@ -137,8 +141,9 @@ def lagged_sine_r2(
     lagged = torch.stack([sines[:, positions - i] for i in range(max_lag + 1)], dim=-1)
     targets = lagged.reshape(-1, max_lag + 1).numpy()  # (B * len(positions), max_lag + 1)
     r2 = []
-    for hidden in model.hidden_states(inputs):  # (B, T, d) per layer
-        features = hidden[:, positions].reshape(-1, hidden.shape[-1]).numpy()
+    device = next(model.parameters()).device
+    for hidden in model.hidden_states(inputs.to(device)):  # (B, T, d) per layer
+        features = hidden[:, positions].reshape(-1, hidden.shape[-1]).cpu().numpy()
         r2.append(ridge_r2(features, targets, seed=seed))
     return np.stack(r2)
 
@@ -148,35 +153,13 @@ def train_precaching_into(
 ) -> PrecachingRun:
     """``myopia train --task precaching``: one run with its checkpoint, ``log.json`` and
     loss curve in ``out``; ``resume`` continues the run found there."""
-    from myopia.io import atomic_write_json
-    from myopia.plots import plot_loss_curve
-
-    out = Path(out)
-    checkpoint = out / "checkpoint.pt"
-    if resume and not checkpoint.exists():
-        raise MyopiaError(f"nothing to resume: {checkpoint} does not exist; train without --resume")
-    if not resume and checkpoint.exists():
-        raise MyopiaError(
-            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_checkpoint(out, resume)
     run = train_precaching(task, fit, checkpoint=checkpoint, show_progress=show_progress)
-    log = [{"step": step, "train_loss": loss} for step, loss in run.curve]
-    log[-1]["eval_loss"] = run.eval_loss
-    atomic_write_json(
-        out / "log.json",
-        {
-            "task": run.task,
-            "fit": run.fit,
-            "eval_loss": run.eval_loss,
-            "trivial_loss": run.trivial_loss,
-            "log": log,
-        },
-    )
-    plot_loss_curve(
-        log,
-        out / "loss_curve.png",
+    write_run_record(
+        out,
+        run.curve,
+        run.eval_loss,
+        {"task": run.task, "fit": run.fit, "trivial_loss": run.trivial_loss},
         f"pre-caching task, gradient: {fit.gradient}",
-        ylabel="Huber loss",
     )
     return run

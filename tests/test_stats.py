@@ -145,3 +145,9 @@ def test_paired_validation():
 def test_bootstrap_needs_resamples():
     with pytest.raises(ValueError, match="n_resamples"):
         bootstrap_ci([1.0, 2.0], n_resamples=0)
+
+
+def test_interval_text_names_estimate_level_and_bounds():
+    interval = Interval(mean=0.4351, low=0.2574, high=0.6128, n=3, level=0.95)
+    assert interval.text() == "+0.435 (95% CI [+0.257, +0.613])"
+    assert interval.text(".2f") == "0.44 (95% CI [0.26, 0.61])"

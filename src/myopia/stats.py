@@ -75,6 +75,11 @@ class Interval:
         """True when the whole interval lies below ``value``."""
         return self.high < value
 
+    def text(self, spec: str = "+.3f") -> str:
+        """The estimate and interval in words for reports: ``+0.435 (95% CI [+0.257, +0.613])``;
+        ``spec`` is the format of each number."""
+        return f"{self.mean:{spec}} ({self.level:.0%} CI [{self.low:{spec}}, {self.high:{spec}}])"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON reports. Infinite bounds stay ``float('inf')``; Python's
         ``json`` writes and reads them back as ``Infinity``."""

@@ -38,10 +38,6 @@ QUICK = {
 }
 
 
-def _ci_text(ci) -> str:
-    return f"{ci.mean:+.3f} (95% CI [{ci.low:+.3f}, {ci.high:+.3f}])"
-
-
 @section("C1a-text", claim="C1", title="Myopia gap on natural text, by position")
 def natural_text_gap(ctx: ReportContext) -> SectionResult:
     budget = QUICK if ctx.quick else FULL
@@ -86,7 +82,7 @@ def natural_text_gap(ctx: ReportContext) -> SectionResult:
                 "first positions": result.span_gap(mode, early),
                 "last quarter": result.span_gap(mode, last_quarter),
             }
-            row.update({f"gap, {k}": _ci_text(v) for k, v in gaps[mode].items()})
+            row.update({f"gap, {k}": v.text() for k, v in gaps[mode].items()})
         rows.append(row)
     kv = gaps["kv"]
     summary = (
@@ -94,14 +90,14 @@ def natural_text_gap(ctx: ReportContext) -> SectionResult:
         f"{budget['batch_size']} × {budget['seq_len']} tokens on {ctx.corpus_name()} "
         f"({len(seeds)} seeds): held-out loss {result.loss('normal').mean:.3f} with the "
         f"normal gradient and {result.loss('kv').mean:.3f} with the myopic one, a gap of "
-        f"{_ci_text(kv['all positions'])} nats. At the first {budget['early_positions']} "
-        f"positions the gap is {_ci_text(kv['first positions'])}; over the last quarter "
-        f"{_ci_text(kv['last quarter'])}."
+        f"{kv['all positions'].text()} nats. At the first {budget['early_positions']} "
+        f"positions the gap is {kv['first positions'].text()}; over the last quarter "
+        f"{kv['last quarter'].text()}."
     )
     if "bigram" in gaps:
         summary += (
             f" The bigram baseline (each position sees only itself) is "
-            f"{_ci_text(gaps['bigram']['all positions'])} behind the normal model."
+            f"{gaps['bigram']['all positions'].text()} behind the normal model."
         )
     return SectionResult(
         summary=summary,

@@ -50,10 +50,6 @@ QUICK = {
 }
 
 
-def _interval_text(ci: Interval) -> str:
-    return f"{ci.mean:+.3f} (95% CI [{ci.low:+.3f}, {ci.high:+.3f}])"
-
-
 @section("C1a", claim="C1", title="Myopia gap on the synthetic pre-caching task")
 def precaching_gap_section(ctx: ReportContext) -> SectionResult:
     budget = QUICK if ctx.quick else FULL
@@ -82,7 +78,7 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
             }
             if mode != "normal":
                 gaps[label, mode] = result.gap(mode)
-                row["gap vs normal"] = _interval_text(gaps[label, mode])
+                row["gap vs normal"] = gaps[label, mode].text()
             rows.append(row)
         if p == PRIMARY_P:
             # The probe on the first seed's models: what each layer holds at position n.
@@ -115,7 +111,7 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
         f"sequences, {len(seeds)} seeds), at p = {PRIMARY_P:g} the normal model reaches a "
         f"held-out Huber loss of {settings[primary_label]['normal']['ci']['mean']:.3f} and "
         f"the myopic ({PRIMARY_MODE}) one {settings[primary_label][PRIMARY_MODE]['ci']['mean']:.3f}"
-        f" (trivial: {trivial[primary_label]:.3f}): a myopia gap of {_interval_text(primary)}. "
+        f" (trivial: {trivial[primary_label]:.3f}): a myopia gap of {primary.text()}. "
         f"After block 1, a linear probe recovers sin(f·x_n) at position n with R² "
         f"{held['normal']:.2f} in the normal model and {held[PRIMARY_MODE]:.2f} in the myopic "
         "one: the normal model computes at n what only later positions need."

@@ -127,8 +127,7 @@ def _summary(result: MyopicActionResult, finals: dict[str, Interval], verdict: V
     config = result.config
 
     def described(regime: str) -> str:
-        ci = finals[regime]
-        return f"{ci.mean:.4f} (95% CI [{ci.low:.4f}, {ci.high:.4f}])"
+        return finals[regime].text(".4f")
 
     def losses(regime: str) -> str:
         easy = result.mean_of(regime, "loss_after_easy")

@@ -67,10 +67,6 @@ QUICK = {"widths": (8,), "n_seeds": 3, "steps": 400}  # ~10 s: a smoke run, may 
 FIT = {"batch_size": 32, "lr": 5e-3, "warmup_steps": 20, "eval_batches": 8}
 
 
-def _ci_text(ci: Interval) -> str:
-    return f"{ci.mean:+.4f} (95% CI [{ci.low:+.4f}, {ci.high:+.4f}])"
-
-
 def _seeds_to_decide(ci: Interval) -> int | None:
     """Seeds at which ``ci`` would exclude 0 if its mean and spread stayed as they are
     (half-width shrinks as 1/sqrt(n)); None when that cannot be estimated."""
@@ -86,8 +82,8 @@ def effort_verdict(current: Interval, total: Interval, width: int) -> Verdict:
     lower (CI below 0); refuted: either CI wholly on the wrong side; else inconclusive.
     """
     described = (
-        f"at d = {width}, normal − myopic current loss {_ci_text(current)}, "
-        f"total loss {_ci_text(total)}"
+        f"at d = {width}, normal − myopic current loss {current.text('+.4f')}, "
+        f"total loss {total.text('+.4f')}"
     )
     if current.above(0.0) and total.below(0.0):
         return Verdict(
@@ -209,15 +205,15 @@ def _summary(result: EffortAllocation, verdict_width: int, task: EffortTask, ste
         f"{len(result.seeds)} seeds per width and gradient, {steps} steps each. "
         f"At the smallest width d = {verdict_width}, the normally trained model has "
         f"current loss {s['current_normal'].mean:.4f} vs {s['current_myopic'].mean:.4f} "
-        f"myopic (difference {_ci_text(s['current_difference'])}) and later loss "
+        f"myopic (difference {s['current_difference'].text('+.4f')}) and later loss "
         f"{s['later_normal'].mean:.3f} vs {s['later_myopic'].mean:.3f} (predicting 0: "
         f"{s['later_zero'].mean:.3f}), so a total of {s['total_normal'].mean:.3f} vs "
-        f"{s['total_myopic'].mean:.3f} (difference {_ci_text(s['total_difference'])})."
+        f"{s['total_myopic'].mean:.3f} (difference {s['total_difference'].text('+.4f')})."
     )
     if max(result.widths) != verdict_width:
         text += (
             f" At d = {max(result.widths)} the current-loss difference is "
-            f"{_ci_text(widest['current_difference'])}: with room for both, the normal model "
+            f"{widest['current_difference'].text('+.4f')}: with room for both, the normal model "
             "no longer pays for the later part at the current position."
         )
     return text

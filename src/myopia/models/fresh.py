@@ -37,6 +37,7 @@ class FreshModelConfig:
     vocab_size: int = 384  # the byte tokenizer (ByT5): 256 bytes, 3 specials, 125 extra ids
     max_positions: int = 512
     seed: int = 0
+    attention_only: bool = False  # no MLPs: the classic 2-layer induction-head setting
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -106,4 +107,16 @@ def build_fresh_model(config: FreshModelConfig) -> torch.nn.Module:
             **_BYTE_TOKENS,
         )
         model = GPT2LMHeadModel(hf_config)
+    if config.attention_only:
+        # transformers has no attention-only option; a block whose MLP adds nothing is one.
+        blocks = model.model.layers if config.architecture == "llama" else model.transformer.h
+        for block in blocks:
+            block.mlp = NoMLP()
     return model.eval()
+
+
+class NoMLP(torch.nn.Module):
+    """Stands in for a block's MLP in an attention-only model: adds nothing to the residual."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(hidden_states)

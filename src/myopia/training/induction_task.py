@@ -1,0 +1,125 @@
+"""A small attention-only model trained where induction heads form: C4's small model.
+
+Every training sequence is a segment of random tokens repeated once. The first copy is
+unpredictable, the second is predictable only by induction: find the earlier occurrence
+of the current token and copy the token after it. A 2-layer attention-only model solves
+this with the classic circuit, a previous-token head in layer 0 that writes "the token
+before me" into each position, read by an induction head in layer 1. The previous-token
+head cannot help the prediction at its own position (the next token of the first copy is
+random), so whatever it is trained for, it is trained for later positions.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from myopia.errors import MyopiaError
+from myopia.gradients.loss import forward_logits, mean_token_loss, token_losses
+from myopia.models.fresh import FreshModelConfig, build_fresh_model
+from myopia.progress import Bar
+from myopia.training.schedule import lr_factor
+
+FIRST_TOKEN = 3  # ids 0-2 are the fresh models' special tokens
+
+
+@dataclass
+class InductionTask:
+    n_tokens: int = 64  # distinct tokens the random segments are drawn from
+    half_len: int = 24  # each sequence is a segment of this length, then the same again
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 20
+
+    def __post_init__(self):
+        for name in ("n_tokens", "half_len", "steps", "batch_size"):
+            if getattr(self, name) < 2:
+                raise MyopiaError(f"{name} must be at least 2, got {getattr(self, name)}")
+
+    def model_config(self, seed: int) -> FreshModelConfig:
+        return FreshModelConfig(
+            architecture="llama",
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            n_kv_heads=self.n_heads,
+            vocab_size=FIRST_TOKEN + self.n_tokens,
+            max_positions=2 * self.half_len,
+            attention_only=True,
+            seed=seed,
+        )
+
+
+def repeated_segments(
+    n_tokens: int, half_len: int, batch_size: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(B, 2 * half_len) token ids: a uniform random segment, then the same segment."""
+    segment = torch.randint(n_tokens, (batch_size, half_len), generator=generator) + FIRST_TOKEN
+    return torch.cat([segment, segment], dim=1)
+
+
+@dataclass
+class InductionRun:
+    task: dict
+    seed: int
+    first_copy_loss: float  # held-out next-token loss over targets in the first copy
+    second_copy_loss: float  # ... over targets in the second copy (induction's job)
+    curve: list[tuple[int, float]]
+    seconds: float
+    model: torch.nn.Module | None = None
+
+
+@torch.no_grad()
+def copy_losses(model: torch.nn.Module, input_ids: torch.Tensor) -> tuple[float, float]:
+    """Mean next-token loss over targets in the first copy (positions 1..n−1) and in the
+    second (n+1..2n−1). The first target of the second copy is left out: it follows the
+    segment's end and is predictable by nothing."""
+    half = input_ids.shape[1] // 2
+    losses = token_losses(forward_logits(model, {"input_ids": input_ids}), input_ids)  # (B, T-1)
+    # losses[:, j] is the loss of predicting token j + 1
+    return losses[:, : half - 1].mean().item(), losses[:, half:].mean().item()
+
+
+def train_induction_model(
+    task: InductionTask, seed: int = 0, show_progress: bool = False
+) -> InductionRun:
+    """Train a fresh attention-only model on repeated random segments."""
+    start = time.perf_counter()
+    model = build_fresh_model(task.model_config(seed)).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(task.warmup_steps, task.steps, floor=0.05)
+    )
+    data = torch.Generator().manual_seed(seed)
+    curve = []
+    with Bar(task.steps, "induction model", enabled=show_progress) as bar:
+        for step in range(task.steps):
+            ids = repeated_segments(task.n_tokens, task.half_len, task.batch_size, data)
+            loss = mean_token_loss(model, {"input_ids": ids})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if step % 25 == 0 or step + 1 == task.steps:
+                curve.append((step + 1, loss.item()))
+            bar.advance(f"induction model loss {loss.item():.3f}")
+    model.eval()
+    held_out = repeated_segments(
+        task.n_tokens, task.half_len, 64, torch.Generator().manual_seed(10**9 + seed)
+    )
+    first, second = copy_losses(model, held_out)
+    return InductionRun(
+        task=asdict(task),
+        seed=seed,
+        first_copy_loss=first,
+        second_copy_loss=second,
+        curve=curve,
+        seconds=time.perf_counter() - start,
+        model=model,
+    )

@@ -31,12 +31,28 @@ def test_attention_only_blocks_add_nothing_but_attention():
     assert not any("mlp" in name for name, _ in model.named_parameters())
 
 
-def test_induction_forms_and_only_helps_the_second_copy():
-    task = InductionTask(n_tokens=16, half_len=12, d_model=32, steps=200, lr=5e-3)
+def test_segment_lengths_vary_so_no_fixed_offset_finds_the_copy():
+    ids = repeated_segments(10, 8, 64, torch.Generator().manual_seed(0), min_len=4)
+    lengths = set()
+    for row in ids:
+        m = next(m for m in range(8, 3, -1) if torch.equal(row[-m:], row[-2 * m : -m]))
+        lengths.add(m)
+    assert lengths == set(range(4, 9))
+
+
+def test_short_training_learns_the_unigram_level_only():
+    """The first copy is random: its loss cannot go below log V (~ what 60 steps reach)."""
+    task = InductionTask(n_tokens=16, half_len=8, d_model=16, steps=60, lr=1e-2)
     run = train_induction_model(task, seed=0)
-    assert run.first_copy_loss == pytest.approx(math.log(16), abs=0.15)  # random: log V
-    assert run.second_copy_loss < 0.5  # copied by induction
-    ids = repeated_segments(16, 12, 8, torch.Generator().manual_seed(5))
+    assert run.first_copy_loss == pytest.approx(math.log(16), abs=0.25)
+    assert run.first_copy_loss >= math.log(16) - 0.25
+
+
+@pytest.mark.slow
+def test_induction_forms_and_only_helps_the_second_copy():
+    run = train_induction_model(InductionTask(), seed=0)  # ~1-2 min
+    assert run.second_copy_loss < 0.6 * run.first_copy_loss
+    ids = repeated_segments(32, 24, 8, torch.Generator().manual_seed(5))
     first, second = copy_losses(run.model, ids)
     assert second < first
 

@@ -1,0 +1,52 @@
+"""Heatmaps of head scores: layer x head, one panel per kind, with the numbers as JSON."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from myopia.io import atomic_write_json, save_figure  # noqa: E402
+
+__all__ = ["plot_head_scores"]
+
+
+def plot_head_scores(
+    panels: dict[str, torch.Tensor], path: Path, title: str, data: dict[str, Any]
+) -> Path:
+    """Save one heatmap per kind (``panels[kind]`` is ``(n_layers, n_heads)``, scores in
+    [0, 1]) to ``path`` and ``data`` as JSON beside it (same name, ``.json``). The best
+    head of each panel is circled."""
+    path = Path(path)
+    n_layers, n_heads = next(iter(panels.values())).shape
+    height = max(3.0, 0.2 * n_layers + 1.6)
+    width = max(2.4, 0.3 * n_heads + 1.4)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(width * len(panels), height), squeeze=False, sharey=True
+    )
+    for ax, (kind, table) in zip(axes[0], panels.items(), strict=True):
+        values = table.float().cpu()
+        image = ax.imshow(values.numpy(), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        best = int(values.flatten().argmax())
+        ax.plot(best % n_heads, best // n_heads, "o", mfc="none", mec="red", ms=9, mew=1.5)
+        ax.set_title(
+            f"{kind.replace('_', ' ')}\nbest {best // n_heads}.{best % n_heads}: "
+            f"{values.max():.2f}",
+            fontsize=9,
+        )
+        ax.set_xlabel("head")
+        ax.set_xticks(range(n_heads), [str(h) for h in range(n_heads)], fontsize=7)
+        fig.colorbar(image, ax=ax, fraction=0.08, pad=0.03)
+    axes[0][0].set_ylabel("layer")
+    axes[0][0].set_yticks(range(n_layers), [str(layer) for layer in range(n_layers)], fontsize=7)
+    fig.suptitle("\n".join(textwrap.wrap(title, 30 * len(panels) + 20)), fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
+    atomic_write_json(path.with_suffix(".json"), data)
+    return path

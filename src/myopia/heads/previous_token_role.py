@@ -1,0 +1,151 @@
+"""What previous-token heads are for: the measurement behind C4.
+
+On repeated random tokens (a random segment, then the same segment again), for one model:
+
+1. detect the previous-token heads (TransformerLens's pattern and metric, ``detection``);
+2. attribute every head's effect at every position to the loss there (current) and at
+   later positions (future), first order (``myopia.attribution``); per sequence, the
+   future share of each head; the statistic is the median share of the detected heads
+   minus the median share of all heads;
+3. mean-ablate the detected heads at every position and read the loss change on the
+   first copy (where induction cannot help: the heads' "current" value) and on the
+   second (where induction copies); the statistic is Δsecond − 3·Δfirst.
+
+Both statistics are per sequence, so their intervals are over sequences.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from myopia.attribution import attribute
+from myopia.attribution.components import ablated_value, edit_outputs, layer_sites
+from myopia.heads.detection import Head, detect_heads
+from myopia.heads.induction import repeated_token_losses
+from myopia.stats import Interval, mean_ci
+
+RATIO = 3.0  # CLAIMS.md: second-repeat loss must rise at least 3x as much as first-repeat
+
+
+@contextmanager
+def heads_mean_ablated(model: nn.Module, heads: list[Head], input_ids: torch.Tensor):
+    """Inside, each of ``heads`` outputs, at every position, its mean output over the
+    positions and sequences of ``input_ids`` (the clean run)."""
+    clean: dict[int, torch.Tensor] = {}
+
+    def record(layer: int, z: torch.Tensor) -> torch.Tensor:
+        clean[layer] = z.detach()
+        return z
+
+    with torch.no_grad(), edit_outputs(model, heads=record):
+        model(input_ids=input_ids.to(next(model.parameters()).device), use_cache=False)
+    head_dim = {site.index: site.head_dim for site in layer_sites(model)}
+    means = {layer: ablated_value(z, None, "mean") for layer, z in clean.items()}  # (H*hd,)
+    by_layer: dict[int, list[int]] = {}
+    for head in heads:
+        by_layer.setdefault(head.layer, []).append(head.head)
+
+    def ablate(layer: int, z: torch.Tensor) -> torch.Tensor:
+        if layer not in by_layer:
+            return z
+        z = z.clone()
+        d = head_dim[layer]
+        for h in by_layer[layer]:
+            z[..., h * d : (h + 1) * d] = means[layer][h * d : (h + 1) * d]
+        return z
+
+    with edit_outputs(model, heads=ablate):
+        yield
+
+
+@dataclass
+class PreviousTokenRole:
+    heads: list[Head]  # the detected previous-token heads, best first
+    share_difference: list[float]  # per sequence: median share (detected) − median (all)
+    share_detected: list[float]  # per sequence: median future share of the detected heads
+    share_all: list[float]  # per sequence: median future share of all heads
+    loss_rise_first: list[float]  # per sequence: loss change on the first copy
+    loss_rise_second: list[float]  # ... on the second copy
+
+    @property
+    def ratio_margin(self) -> Interval:
+        """Δsecond − 3·Δfirst over sequences: > 0 when the second copy suffers ≥ 3x more."""
+        return mean_ci(
+            [
+                s - RATIO * f
+                for f, s in zip(self.loss_rise_first, self.loss_rise_second, strict=True)
+            ]
+        )
+
+    @property
+    def share_gap(self) -> Interval:
+        return mean_ci(self.share_difference)
+
+    def to_dict(self) -> dict:
+        return {
+            "heads": [h._asdict() for h in self.heads],
+            "share_difference": self.share_gap.to_dict(),
+            "share_detected": mean_ci(self.share_detected).to_dict(),
+            "share_all": mean_ci(self.share_all).to_dict(),
+            "loss_rise_first": mean_ci(self.loss_rise_first).to_dict(),
+            "loss_rise_second": mean_ci(self.loss_rise_second).to_dict(),
+            "ratio_margin": self.ratio_margin.to_dict(),
+            "per_sequence": {
+                "share_difference": self.share_difference,
+                "loss_rise_first": self.loss_rise_first,
+                "loss_rise_second": self.loss_rise_second,
+            },
+        }
+
+
+def detected_previous_token_heads(
+    model: nn.Module, input_ids: torch.Tensor, top_k: int, threshold: float
+) -> list[Head]:
+    """The ``top_k`` heads with the highest previous-token score, keeping those ≥ threshold."""
+    scores = detect_heads(model, input_ids, kinds=("previous_token",))
+    return [h for h in scores.top("previous_token", top_k) if h.score >= threshold]
+
+
+def per_sequence_head_shares(
+    model: nn.Module, input_ids: torch.Tensor
+) -> tuple[list, torch.Tensor]:
+    """Head names and their future shares per sequence, (n_heads_total, B), first order
+    with mean ablation; NaN where a head has no effect on a sequence."""
+    result = attribute(model, input_ids, method="first_order", ablation="mean")
+    rows = [i for i, c in enumerate(result.components) if not c.is_mlp]
+    current = result.current[rows].abs().sum(2)  # (C, B)
+    future = result.future[rows].abs().sum(2)
+    total = current + future
+    shares = torch.where(total > 0, future / total.clamp(min=1e-300), float("nan"))
+    return [result.components[i] for i in rows], shares
+
+
+def previous_token_role(
+    model: nn.Module, input_ids: torch.Tensor, n: int, top_k: int = 3, threshold: float = 0.3
+) -> PreviousTokenRole | None:
+    """The measurement on ``input_ids`` (B, prefix + 2n) of repeated random tokens; None
+    when no head reaches ``threshold`` (nothing to measure)."""
+    heads = detected_previous_token_heads(model, input_ids, top_k, threshold)
+    if not heads:
+        return None
+    components, shares = per_sequence_head_shares(model, input_ids)
+    detected = [
+        i for i, c in enumerate(components) if any((c.layer, c.head) == h[:2] for h in heads)
+    ]
+    share_detected = shares[detected].nanmedian(0).values  # (B,)
+    share_all = shares.nanmedian(0).values
+    clean = repeated_token_losses(model, input_ids, n)
+    with heads_mean_ablated(model, heads, input_ids):
+        ablated = repeated_token_losses(model, input_ids, n)
+    return PreviousTokenRole(
+        heads=heads,
+        share_difference=(share_detected - share_all).tolist(),
+        share_detected=share_detected.tolist(),
+        share_all=share_all.tolist(),
+        loss_rise_first=(ablated.first - clean.first).tolist(),
+        loss_rise_second=(ablated.second - clean.second).tolist(),
+    )

@@ -24,6 +24,11 @@ _PUBLIC = {
     "split_gradient": "myopia.gradients.split",
     "describe_model": "myopia.models.loading",
     "load_model": "myopia.models.loading",
+    "attribute": "myopia.attribution",
+    "detect_heads": "myopia.heads",
+    "induction_stripe_scores": "myopia.heads",
+    "TrainConfig": "myopia.training",
+    "train": "myopia.training",
 }
 
 __all__ = sorted(_PUBLIC)

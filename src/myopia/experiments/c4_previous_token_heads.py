@@ -164,6 +164,12 @@ def small_model(ctx: ReportContext) -> SectionResult:
         f"{mean_ci(role.loss_rise_first).text()}, second copy "
         f"{mean_ci(role.loss_rise_second).text()}."
     )
+    if role.heads[0].score < THRESHOLD:
+        summary += (
+            f" No head reaches the previous-token threshold {THRESHOLD}: the model carries "
+            "the previous token without a head that attends mostly to it, so the heads "
+            "above are only the highest-scoring ones, not previous-token heads."
+        )
     return SectionResult(
         summary=summary,
         numbers={

@@ -4,9 +4,9 @@ Every training sequence ends in a segment of random tokens repeated once, of a l
 varies between sequences (a fixed length could be copied by a head that looks a fixed
 distance back). The first copy is unpredictable, the second is predictable only by
 induction: find the earlier occurrence of the current token and copy the token after it.
-A 2-layer attention-only model solves
-this with the classic circuit, a previous-token head in layer 0 that writes "the token
-before me" into each position, read by an induction head in layer 1. The previous-token
+A 2-layer attention-only model solves this with the classic circuit, a previous-token
+head in layer 0 that writes "the token before me" into each position, read by an
+induction head in layer 1. The previous-token
 head cannot help the prediction at its own position (the next token of the first copy is
 random), so whatever it is trained for, it is trained for later positions.
 """

@@ -13,12 +13,12 @@ from myopia.lookahead import (
     LookaheadConfig,
     NgramTables,
     StateSet,
-    _Design,
     bootstrap_intervals,
     collect_states,
     measure_lookahead,
     probe_states,
 )
+from myopia.lookahead.ridge import _Design
 from myopia.models.loading import describe_model, load_model
 from myopia.report.context import ReportConfig, ReportContext
 from myopia.report.registry import FAILED, SectionResult
@@ -95,7 +95,11 @@ def _planted(n_windows: int, seed: int, vocab=40, seq_len=20, d=48, noise=0.3) -
 
 
 def test_planted_future_token_is_found_at_its_layer_and_offset_only():
-    tables = NgramTables.count(torch.randint(0, 40, (200, 20)), 40, (1, 2, 3))
+    # Fixed data, so the test is deterministic. The "nothing at k = 1, 3" checks are 95%
+    # intervals: for a small share of possible table texts one excludes 0 by chance
+    # (table seed 4 does, at k = 3), which is the level working as intended.
+    table_text = torch.randint(0, 40, (200, 20), generator=torch.Generator().manual_seed(0))
+    tables = NgramTables.count(table_text, 40, (1, 2, 3))
     config = LookaheadConfig(n_classes=40, families=("residual",), n_resamples=500)
     result = probe_states(_planted(60, 1), _planted(30, 2), _planted(40, 3), tables, config)
     assert result.selected[2]["layer"] == 1  # chosen on validation, where the plant is
@@ -128,7 +132,9 @@ def test_absent_effect_on_random_tokens_through_a_tiny_model(tiny):
 
 def test_final_state_and_unembedding_reproduce_the_models_predictions(tiny):
     model, _ = tiny
-    tokens = torch.randint(0, model.config.vocab_size, (3, 16))
+    tokens = torch.randint(
+        0, model.config.vocab_size, (3, 16), generator=torch.Generator().manual_seed(0)
+    )
     states = collect_states(model, tokens, layers=(0, -1), predictions=True, batch_size=2)
     with torch.no_grad():
         logits = model(input_ids=tokens).logits  # (3, 16, V)
@@ -149,7 +155,8 @@ def test_lens_probe_reads_a_state_that_names_the_next_token():
         final = final + 0.1 * torch.randn(final.shape, generator=gen)
         return StateSet(tokens, final[None], final, [1])
 
-    tables = NgramTables.count(torch.randint(0, vocab, (100, seq_len)), vocab, (1, 2, 3))
+    table_text = torch.randint(0, vocab, (100, seq_len), generator=torch.Generator().manual_seed(5))
+    tables = NgramTables.count(table_text, vocab, (1, 2, 3))
     config = LookaheadConfig(n_classes=vocab, families=("lens",), n_resamples=300)
     result = probe_states(
         states(40, 1), states(20, 2), states(30, 3), tables, config, unembed=(unembed, None)

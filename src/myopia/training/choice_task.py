@@ -45,7 +45,7 @@ from myopia.gradients.loss import forward_logits, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
 from myopia.progress import Bar
 from myopia.stats import Interval, mean_ci
-from myopia.training.schedule import lr_factor
+from myopia.training.schedule import adamw_with_schedule
 
 # "normal" and "kv" are the gradient modes of the training loop (teacher-forced); the
 # CLI's --gradient takes these names.
@@ -379,9 +379,8 @@ def train_choice(
     start = time.perf_counter()
     model = build_fresh_model(config.model_config(seed))
     contexts = eval_contexts(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(config.warmup_steps, config.steps, floor=config.lr_floor)
+    optimizer, scheduler = adamw_with_schedule(
+        model.parameters(), config.lr, config.warmup_steps, config.steps, floor=config.lr_floor
     )
     generator = torch.Generator().manual_seed(seed)
     steps, curve = [0], [measure_choice(model, contexts)[0]]

@@ -23,7 +23,7 @@ from myopia.attention import myopic
 from myopia.errors import MyopiaError
 from myopia.progress import Bar
 from myopia.training.checkpoint import load_checkpoint, save_checkpoint
-from myopia.training.schedule import lr_factor
+from myopia.training.schedule import adamw_with_schedule
 
 CONTINUOUS_GRADIENTS = ("normal", "kv", "residual")
 
@@ -115,9 +115,8 @@ def fit_continuous(
     depend on) is stored with it, so that a checkpoint of another task is refused.
     """
     settings = {"fit": asdict(fit), "task": task_settings or {}}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=fit.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(fit.warmup_steps, fit.steps, floor=0.05)
+    optimizer, scheduler = adamw_with_schedule(
+        model.parameters(), fit.lr, fit.warmup_steps, fit.steps, floor=0.05
     )
     data = torch.Generator().manual_seed(fit.seed)
     start, curve = 0, []

@@ -22,7 +22,7 @@ from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, mean_token_loss, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
 from myopia.progress import Bar
-from myopia.training.schedule import lr_factor
+from myopia.training.schedule import adamw_with_schedule
 
 FIRST_TOKEN = 3  # ids 0-2 are the fresh models' special tokens
 
@@ -108,9 +108,8 @@ def train_induction_model(
     """Train a fresh attention-only model on repeated random segments."""
     start = time.perf_counter()
     model = build_fresh_model(task.model_config(seed)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=task.lr, weight_decay=0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(task.warmup_steps, task.steps, floor=0.05)
+    optimizer, scheduler = adamw_with_schedule(
+        model.parameters(), task.lr, task.warmup_steps, task.steps, floor=0.05
     )
     data = torch.Generator().manual_seed(seed)
     curve = []

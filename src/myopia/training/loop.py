@@ -40,7 +40,7 @@ from myopia.progress import Bar
 from myopia.training.batches import WindowBatches
 from myopia.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from myopia.training.config import TrainConfig
-from myopia.training.schedule import lr_factor
+from myopia.training.schedule import adamw_with_schedule
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -133,11 +133,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             f"the evaluation text has no window of {config.seq_len} tokens: "
             "give more text or lower --seq-len"
         )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_factor(config.warmup_steps, config.steps, config.schedule)
+    optimizer, scheduler = adamw_with_schedule(
+        model.parameters(),
+        config.lr,
+        config.warmup_steps,
+        config.steps,
+        config.schedule,
+        weight_decay=config.weight_decay,
     )
 
     start, log = 0, []

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
+# Files only, no display on servers and CI. Every module that draws imports ``plt`` from
+# here, so the backend is chosen in this one place, before pyplot is first imported.
+matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from myopia.gradients.future_share import KINDS, FutureShareResult  # noqa: E402

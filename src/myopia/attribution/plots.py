@@ -7,14 +7,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from myopia.attribution.result import SHARE_DEFINITION, Attribution  # noqa: E402
-from myopia.io import atomic_write_json, save_figure  # noqa: E402
+from myopia.attribution.result import SHARE_DEFINITION, Attribution
+from myopia.io import atomic_write_json, save_figure
+from myopia.plots import plt  # the one place that picks the file-only backend
 
 __all__ = ["plot_effect_by_position", "plot_share_heatmap"]
 

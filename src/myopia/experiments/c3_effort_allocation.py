@@ -27,30 +27,26 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-
-from myopia.io import atomic_write_json, save_figure  # noqa: E402
-from myopia.report.context import ReportContext  # noqa: E402
-from myopia.report.registry import (  # noqa: E402
+from myopia.io import atomic_write_json, save_figure
+from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.report.context import ReportContext
+from myopia.report.registry import (
     MEASURED,
     Plot,
     SectionResult,
     claim_rule,
     section,
 )
-from myopia.report.verdicts import (  # noqa: E402
+from myopia.report.verdicts import (
     INCONCLUSIVE,
     NOT_RUN,
     REFUTED,
     SUPPORTED,
     Verdict,
 )
-from myopia.stats import Interval  # noqa: E402
-from myopia.training.continuous import ContinuousFit  # noqa: E402
-from myopia.training.effort_task import (  # noqa: E402
+from myopia.stats import Interval
+from myopia.training.continuous import ContinuousFit
+from myopia.training.effort_task import (
     EffortAllocation,
     EffortTask,
     measure_effort_allocation,

@@ -33,32 +33,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-
-from myopia.data.text import token_chunks, token_windows  # noqa: E402
-from myopia.errors import MyopiaError  # noqa: E402
-from myopia.io import atomic_write_json, save_figure  # noqa: E402
-from myopia.lookahead import (  # noqa: E402
+from myopia.data.text import token_chunks, token_windows
+from myopia.errors import MyopiaError
+from myopia.io import atomic_write_json, save_figure
+from myopia.lookahead import (
     REFERENCES,
     LookaheadConfig,
     LookaheadResult,
     measure_lookahead,
 )
-from myopia.report.context import ReportContext  # noqa: E402
-from myopia.report.registry import (  # noqa: E402
+from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.report.context import ReportContext
+from myopia.report.registry import (
     MEASURED,
     Plot,
     SectionResult,
     claim_rule,
     section,
 )
-from myopia.report.verdicts import NOT_RUN, Verdict, compare_interval  # noqa: E402
-from myopia.stats import Interval  # noqa: E402
+from myopia.report.verdicts import NOT_RUN, Verdict, compare_interval
+from myopia.stats import Interval
 
 RULE_OFFSET = 2
 FULL = {

@@ -6,13 +6,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from myopia.io import atomic_write_json, save_figure  # noqa: E402
+from myopia.io import atomic_write_json, save_figure
+from myopia.plots import plt  # the one place that picks the file-only backend
 
 __all__ = ["plot_head_scores"]
 

@@ -65,14 +65,17 @@ class Attribution:
         name = component if isinstance(component, str) else component.name
         return self.names.index(name)
 
-    def magnitudes(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def magnitudes(self, per_sequence: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(C, F)``: per component, sums over sequences and positions of |current| and
-        of |future|, each shape (n_components,)."""
-        return self.current.abs().sum((1, 2)), self.future.abs().sum((1, 2))
+        of |future|, each shape (n_components,); with ``per_sequence``, sums over
+        positions only, (n_components, B)."""
+        dims = 2 if per_sequence else (1, 2)
+        return self.current.abs().sum(dims), self.future.abs().sum(dims)
 
-    def future_shares(self) -> torch.Tensor:
-        """(n_components,) F / (C + F); NaN where a component has no effect at all."""
-        current, future = self.magnitudes()
+    def future_shares(self, per_sequence: bool = False) -> torch.Tensor:
+        """(n_components,) F / (C + F), or (n_components, B) with ``per_sequence``; NaN
+        where a component has no effect at all."""
+        current, future = self.magnitudes(per_sequence)
         total = current + future
         return torch.where(total > 0, future / total.clamp(min=1e-300), float("nan"))
 

@@ -117,10 +117,7 @@ def per_sequence_head_shares(
     with mean ablation; NaN where a head has no effect on a sequence."""
     result = attribute(model, input_ids, method="first_order", ablation="mean")
     rows = [i for i, c in enumerate(result.components) if not c.is_mlp]
-    current = result.current[rows].abs().sum(2)  # (C, B)
-    future = result.future[rows].abs().sum(2)
-    total = current + future
-    shares = torch.where(total > 0, future / total.clamp(min=1e-300), float("nan"))
+    shares = result.future_shares(per_sequence=True)[rows]  # (n_heads_total, B)
     return [result.components[i] for i in rows], shares
 
 

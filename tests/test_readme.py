@@ -9,18 +9,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     return [
-        line
-        for block in blocks
-        for line in block.splitlines()
-        if line.startswith("python3 -m venv .venv")
+        line for block in blocks for line in block.splitlines() if "python3 -m venv .venv" in line
     ]
 
 
-def test_readme_has_the_two_setup_commands():
+def test_readme_has_the_two_setup_commands_and_the_loom_one():
     commands = readme_commands()
-    assert len(commands) == 2
+    assert len(commands) == 3
     assert commands[0].endswith("myopia report")
-    assert "pytest" in commands[1]
+    assert commands[1].endswith("python -m pytest") and "apt-get install" in commands[1]
+    assert commands[2].endswith("myopia loom story.sqlite")
     for command in commands:
         assert "torch==2.13.0" in command and "requirements-nodeps.txt" in command
 

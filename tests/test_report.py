@@ -64,7 +64,20 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
     claims = {c["id"]: c for c in saved["claims"]}
     assert list(claims) == [f"C{i}" for i in range(1, 11)]
     sections = {sec["key"]: sec for c in saved["claims"] for sec in c["sections"]}
-    assert {"C1a", "C1a-text", "C1b", "C2", "C3", "C4", "C4-small", "C5"} <= set(sections)
+    assert {
+        "C1a",
+        "C1a-text",
+        "C1b",
+        "C2",
+        "C3",
+        "C4",
+        "C4-small",
+        "C5",
+        "C6",
+        "C7",
+        "C8",
+        "C9",
+    } <= set(sections)
     assert all(sec["status"] == "measured" for sec in sections.values()), [
         (k, sec["summary"]) for k, sec in sections.items() if sec["status"] != "measured"
     ]
@@ -78,7 +91,7 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
             assert plot["path"] in html
     # Verdicts come from the rules applied to this run's numbers, not from constants.
     # (A random tiny model may have no previous-token head for C4 to measure: "not run".)
-    for claim_id in ("C1", "C2", "C3", "C4", "C5"):
+    for claim_id in ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C9"):
         measured = {
             sec["key"]: SectionResult(**{k: sec[k] for k in SECTION_FIELDS})
             for sec in claims[claim_id]["sections"]
@@ -86,7 +99,7 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
         recomputed = registry.rule_for(claim_id)(measured)
         assert claims[claim_id]["verdict"] == recomputed.value, claim_id
         assert claim_id == "C4" or recomputed.value != "not run", claim_id
-    assert claims["C6"]["verdict"] == "not run" and not claims["C6"]["sections"]
+    assert claims["C10"]["verdict"] == "not run" and not claims["C10"]["sections"]
     for claim in all_claims():
         assert claim.rule in html_module.unescape(html)
 
@@ -101,7 +114,7 @@ def test_a_new_experiment_plugs_in_with_its_rule(tmp_path, isolated_registry):
         return compare_interval(mean_ci(results["C8-test"].numbers["gap"]), 0.0, "gap")
 
     results = run_report(
-        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C8",), show_progress=False)
+        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C8-test",), show_progress=False)
     )
     c8 = next(c for c in results["claims"] if c["id"] == "C8")
     assert c8["verdict"] == "supported" and c8["sections"][0]["summary"] == "planted gap"
@@ -114,7 +127,7 @@ def test_a_failing_section_is_reported_not_hidden(tmp_path, isolated_registry):
         raise RuntimeError("planted bug")
 
     results = run_report(
-        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C6",), show_progress=False)
+        ReportConfig(model=TINY, out=tmp_path, quick=True, only=("C6-broken",), show_progress=False)
     )
     c6 = next(c for c in results["claims"] if c["id"] == "C6")
     assert c6["sections"][0]["status"] == "failed"

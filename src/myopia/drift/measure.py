@@ -1,0 +1,224 @@
+"""Per-position NLL of natural and self-generated text, and a probe that tells them apart.
+
+Design, fixed before measuring (CLAIMS.md C9):
+
+- **NLL by position**: for every continuation token, -log p under the model that made
+  the samples, for the natural continuation and for the model's own, with a 95% t
+  interval over prompts at each position. At temperature 1 the expected NLL of the
+  model's own samples is its entropy; the natural text's is its cross-entropy. A gap
+  that changes with position is drift; one that does not is a constant offset.
+- **Probe**: after k continuation tokens (k in ``lengths``), the mean hidden state over
+  those k tokens at a candidate layer is the feature (the probe sees all the generated
+  tokens, as a reader of the whole continuation would), natural (label 0) or
+  self-generated (label 1). The prompts are split once, by seed, into train and test
+  halves; both versions of a prompt fall in the same half. On the train half, for each k,
+  the layer is chosen by cross-validation grouped by prompt (folds never split a
+  prompt's pair), then a standardised, L2-regularised logistic regression is fitted on
+  all train prompts and scored on the test prompts. Accuracy per test prompt is the
+  mean over its two versions (0, ½ or 1); its 95% CI is a percentile bootstrap over test
+  prompts. "Rises with length" is the paired difference accuracy(longest k) −
+  accuracy(shortest k) over the same test prompts, bootstrapped the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from myopia.drift.pairs import ContinuationPairs, sample_pairs
+from myopia.errors import MyopiaError
+from myopia.progress import track
+from myopia.stats import Interval, bootstrap_ci, mean_ci
+
+PROBE_C = 0.05  # inverse L2 strength, fixed: ~100 train rows against d = 576 features
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    prompt_len: int = 32
+    continuation_len: int = 64
+    n_prompts: int = 160
+    lengths: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)  # generated tokens seen by the probe
+    layer_stride: int = 5  # candidate probe layers: every stride-th hidden state, and the last
+    cv_folds: int = 3
+    seed: int = 0
+    batch_size: int = 16
+
+    def check(self) -> None:
+        if not self.lengths or min(self.lengths) < 1 or max(self.lengths) > self.continuation_len:
+            raise MyopiaError(
+                f"probe lengths {self.lengths} must lie between 1 and the continuation "
+                f"length {self.continuation_len}"
+            )
+        if self.n_prompts < 4 * self.cv_folds:
+            raise MyopiaError(
+                f"{self.n_prompts} prompts are too few for a train/test split with "
+                f"{self.cv_folds}-fold cross-validation: use at least {4 * self.cv_folds}"
+            )
+
+
+@dataclass
+class DriftResult:
+    config: DriftConfig
+    nll_natural: np.ndarray  # (N, L) per continuation token
+    nll_generated: np.ndarray  # (N, L)
+    accuracy: dict[int, Interval]  # held-out probe accuracy after k generated tokens
+    layer: dict[int, int]  # the probe layer chosen on the train prompts, per k
+    cv_accuracy: dict[int, dict[int, float]]  # k -> layer -> train cross-validated accuracy
+    rise: Interval  # accuracy(longest k) - accuracy(shortest k), paired over test prompts
+    n_train: int
+    n_test: int
+    per_prompt_accuracy: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def nll_by_position(self) -> dict[str, list[dict]]:
+        """Mean NLL per continuation position with 95% t intervals over prompts."""
+        return {
+            name: [mean_ci(values[:, j]).to_dict() for j in range(values.shape[1])]
+            for name, values in (("natural", self.nll_natural), ("generated", self.nll_generated))
+        }
+
+    def to_dict(self) -> dict:
+        gap = self.nll_natural - self.nll_generated  # (N, L)
+        return {
+            "config": self.config,
+            "accuracy": {str(k): v.to_dict() for k, v in self.accuracy.items()},
+            "layer": {str(k): v for k, v in self.layer.items()},
+            "cv_accuracy": {
+                str(k): {str(layer): acc for layer, acc in by_layer.items()}
+                for k, by_layer in self.cv_accuracy.items()
+            },
+            "rise": self.rise.to_dict(),
+            "nll_by_position": self.nll_by_position(),
+            "mean_nll": {
+                "natural": mean_ci(self.nll_natural.mean(axis=1)).to_dict(),
+                "generated": mean_ci(self.nll_generated.mean(axis=1)).to_dict(),
+                "natural_minus_generated": mean_ci(gap.mean(axis=1)).to_dict(),
+            },
+            "n_train_prompts": self.n_train,
+            "n_test_prompts": self.n_test,
+        }
+
+
+def candidate_layers(n_states: int, stride: int) -> tuple[int, ...]:
+    """Every ``stride``-th hidden state after the embeddings, and the last one."""
+    return tuple(sorted({*range(stride, n_states, stride), n_states - 1}))
+
+
+@torch.no_grad()
+def nll_and_states(
+    model, sequences: torch.Tensor, prompt_len: int, positions: list[int], layers, batch_size
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-token NLL of the continuation, ``(N, L)``, and for each continuation position
+    p in ``positions`` (0 = first continuation token) the mean hidden state over the
+    continuation tokens 0..p, at each of ``layers``: ``(N, len(layers), len(positions), d)``."""
+    device = next(model.parameters()).device
+    nll, states = [], []
+    index = torch.tensor(positions, device=device)
+    counts = torch.arange(1, sequences.shape[1] - prompt_len + 1, device=device)[None, :, None]
+    for batch in sequences.split(batch_size):
+        batch = batch.to(device)
+        out = model(input_ids=batch, output_hidden_states=True)
+        logits = out.logits[:, prompt_len - 1 : -1].float()  # (b, L, V): predicts each token
+        targets = batch[:, prompt_len:]  # (b, L)
+        token_nll = -torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0]
+        nll.append(token_nll.cpu())
+        pooled = []
+        for layer in layers:
+            continuation = out.hidden_states[layer][:, prompt_len:].float()  # (b, L, d)
+            running_mean = continuation.cumsum(1) / counts  # mean over the first j + 1 tokens
+            pooled.append(running_mean[:, index])  # (b, n_pos, d)
+        states.append(torch.stack(pooled, dim=1).cpu())  # (b, n_layers, n_pos, d)
+    return torch.cat(nll).numpy(), torch.cat(states).numpy()
+
+
+def _probe():
+    return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=2000))
+
+
+def probe_accuracy(
+    natural: np.ndarray, generated: np.ndarray, train: np.ndarray, test: np.ndarray, folds: int
+) -> tuple[int, dict[int, float], np.ndarray]:
+    """Choose a layer on the train prompts, fit there, score the test prompts.
+
+    ``natural``/``generated`` are ``(N, n_layers, d)`` states at one position. Returns the
+    chosen layer index (into the layers axis), the cross-validated accuracy of each, and
+    the held-out accuracy per test prompt (mean over its two versions)."""
+    groups = np.concatenate([train, train])
+    labels = np.r_[np.zeros(len(train)), np.ones(len(train))]
+    cv = {}
+    for j in range(natural.shape[1]):
+        features = np.concatenate([natural[train, j], generated[train, j]])
+        scores = cross_val_score(
+            _probe(), features, labels, groups=groups, cv=GroupKFold(n_splits=folds)
+        )
+        cv[j] = float(scores.mean())
+    best = max(cv, key=cv.get)
+    probe = _probe().fit(np.concatenate([natural[train, best], generated[train, best]]), labels)
+    correct_natural = probe.predict(natural[test, best]) == 0
+    correct_generated = probe.predict(generated[test, best]) == 1
+    return best, cv, (correct_natural.astype(float) + correct_generated) / 2
+
+
+def measure_drift(
+    model, windows: torch.Tensor, config: DriftConfig, show_progress: bool = False
+) -> DriftResult:
+    """``windows``: ``(N, prompt_len + continuation_len)`` token ids of natural text."""
+    config.check()
+    if windows.shape[1] != config.prompt_len + config.continuation_len:
+        raise MyopiaError(
+            f"windows have {windows.shape[1]} tokens; the config asks for "
+            f"{config.prompt_len} + {config.continuation_len}"
+        )
+    pairs: ContinuationPairs = sample_pairs(
+        model, windows, config.prompt_len, config.seed, config.batch_size, show_progress
+    )
+    n_states = model.config.num_hidden_layers + 1
+    layers = candidate_layers(n_states, config.layer_stride)
+    positions = [k - 1 for k in config.lengths]
+    measured = {}
+    for name, sequences in track(
+        (("natural", pairs.natural), ("generated", pairs.generated)),
+        "reading states",
+        total=2,
+        enabled=show_progress,
+    ):
+        measured[name] = nll_and_states(
+            model, sequences, config.prompt_len, positions, layers, config.batch_size
+        )
+
+    n = len(windows)
+    order = np.random.default_rng(config.seed).permutation(n)
+    train, test = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
+    accuracy, chosen, cv_accuracy, per_prompt = {}, {}, {}, {}
+    for i, k in enumerate(config.lengths):
+        best, cv, correct = probe_accuracy(
+            measured["natural"][1][:, :, i],
+            measured["generated"][1][:, :, i],
+            train,
+            test,
+            config.cv_folds,
+        )
+        chosen[k] = layers[best]
+        cv_accuracy[k] = {layers[j]: acc for j, acc in cv.items()}
+        per_prompt[k] = correct
+        accuracy[k] = bootstrap_ci(correct, seed=config.seed)
+    shortest, longest = min(config.lengths), max(config.lengths)
+    rise = bootstrap_ci(per_prompt[longest] - per_prompt[shortest], seed=config.seed)
+    return DriftResult(
+        config=config,
+        nll_natural=measured["natural"][0],
+        nll_generated=measured["generated"][0],
+        accuracy=accuracy,
+        layer=chosen,
+        cv_accuracy=cv_accuracy,
+        rise=rise,
+        n_train=len(train),
+        n_test=len(test),
+        per_prompt_accuracy=per_prompt,
+    )

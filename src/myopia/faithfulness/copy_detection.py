@@ -1,0 +1,374 @@
+"""C6 end to end: ask for quotes, label them, read features, fit and score detectors.
+
+``detect_copy`` runs, for any loaded model and any list of ``QuoteRequest``:
+
+1. greedy generation of each quote (``myopia.generation``), stopped at the closing quote
+   mark, a line break or ``max_new_tokens``;
+2. labels by exact and by fuzzy match against the context (``span_match``); quotes too
+   short to label are dropped;
+3. one forward pass over prompt + quote per labelled request (``lookback``): lookback
+   ratio per head, mean residual state per layer, length, mean log probability;
+4. the detectors of ``copy_detector`` on the exact labels (the verdict's) and, lookback
+   only, on the fuzzy labels (reported);
+5. which heads carry the signal: each head's lookback ratio as a detector on its own
+   (AUROC - 0.5 over all labelled requests: description, not held out), against the
+   induction heads ``myopia.heads.detect_heads`` finds on repeated random tokens.
+
+``generations`` may be passed instead of step 1 (quotes decided elsewhere, e.g. a test's
+planted copies); their token ids are then read as the model's continuation.
+
+>>> result = detect_copy(model, tokenizer, requests, CopyDetectionConfig())  # doctest: +SKIP
+>>> result.exact.lookback.text(".3f")                                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from myopia.errors import MyopiaError
+from myopia.faithfulness.copy_detector import DetectorOutcome, auroc, evaluate_detectors
+from myopia.faithfulness.lookback import span_features
+from myopia.faithfulness.quote_data import QuoteRequest, quote_prompt
+from myopia.faithfulness.span_match import (
+    COPIED,
+    HALLUCINATED,
+    MIN_WORDS,
+    QuoteLabel,
+    label_quote,
+)
+from myopia.generation import Generation, SamplingSettings, generate
+from myopia.heads import detect_heads, repeated_random_tokens
+from myopia.io import atomic_write_json, save_figure
+from myopia.plots import plt  # the one place that picks the file-only backend
+
+__all__ = [
+    "CopyDetectionConfig",
+    "CopyDetectionResult",
+    "detect_copy",
+    "plot_detector_aurocs",
+    "plot_head_signal",
+    "run_detect_copy",
+]
+
+STOP = ('"', "\n")  # a quote ends at its closing mark or at the end of the line
+EXTRA_FEATURES = ("span length (tokens)", "mean log-prob")
+
+
+@dataclass(frozen=True)
+class CopyDetectionConfig:
+    max_new_tokens: int = 24
+    min_words: int = MIN_WORDS  # shorter quotes are not labelled
+    batch_size: int = 8  # prompts per generation batch
+    n_folds: int = 5  # held-out folds of contexts
+    n_resamples: int = 1000  # cluster-bootstrap resamples
+    seed: int = 0
+    residual_layers: tuple[int, ...] | None = None  # None: every hidden state
+    induction_tokens: int = 32  # n of the repeated random tokens (BOS + n + n)
+    induction_batch: int = 4
+    top_k: int = 10  # heads compared between copy signal and induction score
+    show_progress: bool = False
+
+
+@dataclass
+class CopyDetectionResult:
+    requests: list[QuoteRequest]
+    quotes: list[str]
+    labels: list[QuoteLabel]
+    exact: DetectorOutcome | None  # None: could not be measured, see ``reasons``
+    fuzzy: DetectorOutcome | None
+    head_signal: np.ndarray | None  # (L, H) single-head AUROC - 0.5, exact labels
+    induction: np.ndarray  # (L, H) TransformerLens induction score
+    overlap: dict
+    reasons: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    def label_counts(self) -> dict:
+        """``{"exact"|"fuzzy": {"present"|"absent": {label: count}}}``."""
+        counts: dict = {"exact": {}, "fuzzy": {}}
+        for request, label in zip(self.requests, self.labels, strict=True):
+            kind = "present" if request.present else "absent"
+            for scheme in counts:
+                row = counts[scheme].setdefault(kind, {})
+                value = getattr(label, scheme)
+                row[value] = row.get(value, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {
+            "n_requests": len(self.requests),
+            "n_contexts": len({r.context_id for r in self.requests}),
+            "label_counts": self.label_counts(),
+            "exact": None if self.exact is None else self.exact.to_dict(),
+            "fuzzy": None if self.fuzzy is None else self.fuzzy.to_dict(),
+            "reasons": self.reasons,
+            "head_signal": None if self.head_signal is None else self.head_signal.tolist(),
+            "induction": self.induction.tolist(),
+            "overlap": self.overlap,
+            "timings_s": self.timings,
+            "quotes": [
+                {
+                    "id": r.id,
+                    "context_id": r.context_id,
+                    "target": r.target,
+                    "present": r.present,
+                    "quote": q,
+                    "exact": lab.exact,
+                    "fuzzy": lab.fuzzy,
+                    "coverage": round(lab.coverage, 4),
+                }
+                for r, q, lab in zip(self.requests, self.quotes, self.labels, strict=True)
+            ],
+        }
+
+
+def _head_overlap(signal: np.ndarray | None, induction: np.ndarray, k: int) -> dict:
+    """Rank correlation of |copy signal| with induction score, and the top-k overlap."""
+    if signal is None:
+        return {}
+    strength, flat = np.abs(signal).ravel(), induction.ravel()
+    k = min(k, flat.size)
+    top_signal = set(np.argsort(-strength)[:k].tolist())
+    top_induction = set(np.argsort(-flat)[:k].tolist())
+    rho = spearmanr(strength, flat).statistic
+    return {
+        "spearman": float(rho),
+        "k": k,
+        "top_k_shared": len(top_signal & top_induction),
+        "expected_by_chance": k * k / flat.size,
+        "top_signal_heads": [divmod(int(i), induction.shape[1]) for i in np.argsort(-strength)[:k]],
+    }
+
+
+def detect_copy(
+    model,
+    tokenizer,
+    requests: list[QuoteRequest],
+    config: CopyDetectionConfig = CopyDetectionConfig(),
+    generations: list[Generation] | None = None,
+) -> CopyDetectionResult:
+    """Generate, label, read features and score detectors (module docstring)."""
+    if not requests:
+        raise MyopiaError("no quote requests: give at least one")
+    timings = {}
+    prompts = [quote_prompt(r) for r in requests]
+    start = time.perf_counter()
+    if generations is None:
+        settings = SamplingSettings(
+            max_new_tokens=config.max_new_tokens, stop=STOP, seed=config.seed
+        )
+        generations = [
+            g[0]
+            for g in generate(
+                model,
+                tokenizer,
+                prompts,
+                settings,
+                batch_size=config.batch_size,
+                show_progress=config.show_progress,
+            )
+        ]
+    elif len(generations) != len(requests):
+        raise MyopiaError(f"{len(generations)} generations for {len(requests)} requests")
+    timings["generation"] = time.perf_counter() - start
+
+    labels = [
+        label_quote(g.text, r.context, config.min_words)
+        for g, r in zip(generations, requests, strict=True)
+    ]
+    usable = [
+        i
+        for i, lab in enumerate(labels)
+        if lab.exact in (COPIED, HALLUCINATED) and generations[i].token_ids
+    ]
+    reasons: dict = {}
+    exact = fuzzy = head_signal = None
+    start = time.perf_counter()
+    if len(usable) >= 2:
+        prompt_ids = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in usable]
+        span_ids = [list(generations[i].token_ids) for i in usable]
+        features = span_features(model, prompt_ids, span_ids, show_progress=config.show_progress)
+        timings["features"] = time.perf_counter() - start
+        n, n_layers, n_heads = features.lookback.shape
+        lookback = features.lookback.reshape(n, n_layers * n_heads)
+        names = [f"lookback L{i // n_heads}.H{i % n_heads}" for i in range(n_layers * n_heads)]
+        extra = np.stack([features.span_tokens, features.mean_logprob], axis=1).astype(float)
+        groups = np.array([requests[i].context_id for i in usable])
+        exact_y = np.array([labels[i].exact == HALLUCINATED for i in usable], dtype=int)
+        if len(set(exact_y.tolist())) == 2:
+            head_signal = np.array([auroc(exact_y, f) - 0.5 for f in lookback.T]).reshape(
+                n_layers, n_heads
+            )
+        start = time.perf_counter()
+        try:
+            exact = evaluate_detectors(
+                lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
+                n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
+                residual_layers=config.residual_layers,
+            )  # fmt: skip
+        except MyopiaError as error:
+            reasons["exact"] = str(error)
+        keep = np.array([labels[i].fuzzy in (COPIED, HALLUCINATED) for i in usable])
+        fuzzy_y = np.array([labels[i].fuzzy == HALLUCINATED for i in usable], dtype=int)
+        try:
+            fuzzy = evaluate_detectors(
+                lookback[keep], names, extra[keep], list(EXTRA_FEATURES), None, fuzzy_y[keep],
+                groups[keep], n_folds=config.n_folds, n_resamples=config.n_resamples,
+                seed=config.seed,
+            )  # fmt: skip
+        except MyopiaError as error:
+            reasons["fuzzy"] = str(error)
+        timings["detectors"] = time.perf_counter() - start
+    else:
+        reasons["exact"] = reasons["fuzzy"] = (
+            f"only {len(usable)} quotes had {config.min_words} or more words to label"
+        )
+
+    start = time.perf_counter()
+    tokens = repeated_random_tokens(
+        tokenizer, config.induction_tokens, config.induction_batch, seed=config.seed
+    )
+    induction = detect_heads(model, tokens)["induction"].numpy()
+    timings["induction_heads"] = time.perf_counter() - start
+    return CopyDetectionResult(
+        requests=list(requests),
+        quotes=[g.text for g in generations],
+        labels=labels,
+        exact=exact,
+        fuzzy=fuzzy,
+        head_signal=head_signal,
+        induction=induction,
+        overlap=_head_overlap(head_signal, induction, config.top_k),
+        reasons=reasons,
+        timings={k: round(v, 2) for k, v in timings.items()},
+    )
+
+
+def plot_head_signal(result: CopyDetectionResult, path: Path, title: str) -> Path | None:
+    """Heatmap (layer x head) of each head's lookback ratio as a lone detector, AUROC -
+    0.5; boxes mark the top-k induction heads. None when there is no signal to show."""
+    if result.head_signal is None:
+        return None
+    path = Path(path)
+    signal = result.head_signal
+    n_layers, n_heads = signal.shape
+    fig, ax = plt.subplots(figsize=(2.0 + 0.45 * n_heads, 1.5 + 0.2 * n_layers))
+    bound = max(float(np.abs(signal).max()), 1e-6)
+    image = ax.imshow(signal, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    k = result.overlap.get("k", 0)
+    top = np.argsort(-result.induction.ravel())[:k]
+    for index in top:
+        layer, head = divmod(int(index), n_heads)
+        ax.add_patch(plt.Rectangle((head - 0.5, layer - 0.5), 1, 1, fill=False, ec="black", lw=1.5))
+    ax.set_xlabel("query head")
+    ax.set_ylabel("layer")
+    ax.set_xticks(range(n_heads))
+    fig.colorbar(image, ax=ax, label="AUROC − 0.5 (red: higher ratio when hallucinating)")
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {
+            "head_signal_auroc_minus_half": signal.tolist(),
+            "induction_score": result.induction.tolist(),
+            "boxed_top_induction_heads": [divmod(int(i), n_heads) for i in top],
+            "overlap": result.overlap,
+        },
+    )
+    return path
+
+
+def _bars(result: CopyDetectionResult) -> list[tuple[str, dict]]:
+    bars = []
+    if result.exact is not None:
+        bars += [
+            ("lookback detector", result.exact.lookback.to_dict()),
+            ("best single feature", result.exact.baseline.to_dict()),
+        ]
+        if result.exact.residual is not None:
+            bars.append(("residual probe", result.exact.residual.to_dict()))
+        bars.append(("lookback, shuffled labels", result.exact.shuffled.to_dict()))
+    if result.fuzzy is not None:
+        bars.append(("lookback, fuzzy labels", result.fuzzy.lookback.to_dict()))
+    return bars
+
+
+def plot_detector_aurocs(
+    result: CopyDetectionResult, path: Path, title: str, threshold: float = 0.8
+) -> Path | None:
+    """Held-out AUROC of each detector with its cluster-bootstrap CI; lines at chance and
+    at the rule's threshold. None when nothing was measured."""
+    bars = _bars(result)
+    if not bars:
+        return None
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7.4, 3.4))
+    means = [b["mean"] for _, b in bars]
+    errors = [[b["mean"] - b["low"] for _, b in bars], [b["high"] - b["mean"] for _, b in bars]]
+    colours = ["C0", "C1", "C2", "C7", "C4"][: len(bars)]
+    ax.bar(range(len(bars)), means, yerr=errors, capsize=4, color=colours)
+    ax.axhline(0.5, ls=":", color="grey", lw=1, label="chance")
+    ax.axhline(threshold, ls="--", color="black", lw=1, label=f"rule threshold {threshold}")
+    ax.set_xticks(range(len(bars)))
+    ax.set_xticklabels([name for name, _ in bars], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("held-out AUROC (hallucinated = positive)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    atomic_write_json(
+        path.with_suffix(".json"),
+        {"threshold": threshold, "bars": {name: b for name, b in bars}},
+    )
+    return path
+
+
+def run_detect_copy(
+    model_spec: str,
+    *,
+    data: Path | None = None,
+    text: Path | None = None,
+    n_contexts: int = 40,
+    seed: int = 0,
+    out: Path = Path("myopia-copy"),
+    max_new_tokens: int = 24,
+    save_data: Path | None = None,
+    show_progress: bool = True,
+) -> tuple[CopyDetectionResult, list[Path]]:
+    """What ``myopia detect-copy`` does: load the model, read or make the requests, run
+    ``detect_copy``, write ``copy_detection.json`` and the plots into ``out``."""
+    from myopia.data.text import load_corpus
+    from myopia.faithfulness.quote_data import make_quote_requests
+    from myopia.faithfulness.records import read_records, write_records
+    from myopia.models.loading import load_model
+
+    if data is not None and text is not None:
+        raise MyopiaError("give either --data (your requests) or --text (text to make them from)")
+    if data is not None:
+        requests = read_records(data, QuoteRequest)
+    else:
+        requests = make_quote_requests(load_corpus(text), n_contexts, seed)
+    files = []
+    if save_data is not None:
+        files.append(write_records(save_data, requests))
+    model, tokenizer = load_model(model_spec)
+    config = CopyDetectionConfig(
+        max_new_tokens=max_new_tokens, seed=seed, batch_size=16, show_progress=show_progress
+    )
+    result = detect_copy(model, tokenizer, requests, config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files.append(atomic_write_json(out / "copy_detection.json", result.to_dict()))
+    for plotted in (
+        plot_detector_aurocs(result, out / "detector_auroc.png", f"{model_spec}: held-out AUROC"),
+        plot_head_signal(result, out / "head_signal.png", f"{model_spec}: single-head AUROC − 0.5"),
+    ):
+        if plotted is not None:
+            files += [plotted, plotted.with_suffix(".json")]
+    return result, files

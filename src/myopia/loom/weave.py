@@ -1,0 +1,157 @@
+"""Growing a loom tree with a generation backend: generate children, branch from a token.
+
+The prompt of a node is its branch's text (every ancestor's text, then its own). The
+backend runs outside any database transaction (a generation can take minutes); its
+continuations are then written in one transaction that re-checks the version the
+request was based on, so text generated from a prompt someone edited meanwhile is
+refused rather than attached to the new text. Backend calls are serialised by one lock:
+a local model is not safe to run from several threads at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from myopia.errors import MyopiaError
+from myopia.generation.settings import SamplingSettings
+from myopia.generation.types import Backend, Continuation, GeneratedToken, TokenChoice
+from myopia.loom.store import LoomStore, NewNode, Node
+
+_backend_lock = threading.Lock()
+
+
+class GenerationFailedError(MyopiaError):
+    """The backend could not generate (a model error, an unreachable server)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a person asks of a generation: ``n`` continuations under ``sampling``."""
+
+    sampling: SamplingSettings
+    n: int = 1
+    alternatives: int = 5  # most likely tokens kept at each step, for branching later
+
+
+def choice_json(choice: TokenChoice) -> dict[str, Any]:
+    return {"text": choice.text, "logprob": choice.logprob, "token_id": choice.token_id}
+
+
+def token_json(token: GeneratedToken) -> dict[str, Any]:
+    return {
+        **choice_json(token.chosen),
+        "alternatives": [choice_json(a) for a in token.alternatives],
+    }
+
+
+def _generation_json(backend: Backend, request: Request, finish_reason: str | None) -> dict:
+    s = request.sampling
+    return {
+        "backend": backend.name,
+        "n": request.n,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "max_tokens": s.max_new_tokens,
+        "stop": list(s.stop),
+        "seed": s.seed,
+        "alternatives": request.alternatives,
+        "finish_reason": finish_reason,
+    }
+
+
+def with_seed(sampling: SamplingSettings, seed: int | None) -> SamplingSettings:
+    """``sampling`` with ``seed``, or a fresh random one: pressing generate twice should
+    give new text, and the seed is recorded on the children so it can be reproduced."""
+    chosen = secrets.randbelow(2**31) if seed is None else seed
+    return SamplingSettings(
+        max_new_tokens=sampling.max_new_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        stop=sampling.stop,
+        seed=chosen,
+    )
+
+
+def _complete(backend: Backend, prompt: str, request: Request) -> list[Continuation]:
+    request.sampling.check()
+    with _backend_lock:
+        try:
+            return backend.complete(
+                prompt, request.sampling, n=request.n, alternatives=request.alternatives
+            )
+        except MyopiaError as err:
+            raise GenerationFailedError(f"the backend {backend.name} failed: {err}") from err
+
+
+def generate_children(
+    store: LoomStore, backend: Backend, node_id: str, expected_version: int, request: Request
+) -> list[Node]:
+    """``request.n`` model-written children of ``node_id``; the focus moves to the first."""
+    # Fail before a slow generation on an unknown or stale node; re-checked on write.
+    store.check_version(node_id, expected_version)
+    continuations = _complete(backend, store.branch_text(node_id), request)
+    drafts = [
+        NewNode(
+            text=c.text,
+            author="model",
+            generation=_generation_json(backend, request, c.finish_reason),
+            tokens=[token_json(t) for t in c.tokens],
+        )
+        for c in continuations
+    ]
+    children = store.add_children(node_id, drafts, {node_id: expected_version})
+    if children:
+        store.set_focus(children[0].id)
+    return children
+
+
+def branch_from_alternative(
+    store: LoomStore,
+    backend: Backend,
+    node_id: str,
+    expected_version: int,
+    token_index: int,
+    alternative_index: int,
+    then: Request | None = None,
+) -> tuple[Node, list[Node]]:
+    """A new sibling of ``node_id``: its text up to token ``token_index``, then that
+    token's alternative ``alternative_index`` instead; with ``then``, generate on from it.
+
+    Returns the new node and its generated children (empty without ``then``); the focus
+    moves to the last of them written.
+    """
+    node = store.get(node_id)
+    if node.parent is None:
+        raise MyopiaError("the root has no siblings to branch into; generate children instead")
+    if not 0 <= token_index < len(node.tokens):
+        raise MyopiaError(
+            f"token {token_index} is out of range: node {node_id} has {len(node.tokens)} "
+            "tokens (a node edited by hand has none)"
+        )
+    step = node.tokens[token_index]
+    if not 0 <= alternative_index < len(step["alternatives"]):
+        raise MyopiaError(
+            f"alternative {alternative_index} is out of range: token {token_index} has "
+            f"{len(step['alternatives'])}"
+        )
+    alternative = step["alternatives"][alternative_index]
+    tokens = [*node.tokens[:token_index], {**alternative, "alternatives": step["alternatives"]}]
+    generation = {
+        **(node.generation or {}),
+        "finish_reason": None,
+        "branched_from": {"node": node_id, "token": token_index, "alternative": alternative_index},
+    }
+    draft = NewNode(
+        text="".join(t["text"] for t in tokens),
+        author="model",
+        generation=generation,
+        tokens=tokens,
+    )
+    [branch] = store.add_children(node.parent, [draft], {node_id: expected_version})
+    store.set_focus(branch.id)
+    if then is None:
+        return branch, []
+    return branch, generate_children(store, backend, branch.id, branch.version, then)

@@ -1,0 +1,130 @@
+"""C9: natural vs self-generated continuations, their NLL, and the probe between them."""
+
+import numpy as np
+import pytest
+import torch
+
+from myopia.drift import DriftConfig, measure_drift, sample_pairs
+from myopia.drift.measure import nll_and_states, probe_accuracy
+from myopia.errors import MyopiaError
+from myopia.experiments.c9_drift import drift_verdict
+from myopia.models.loading import load_model
+from myopia.stats import Interval
+
+TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model, tokenizer = load_model(TINY)
+    return model.eval(), tokenizer
+
+
+def natural_windows(tokenizer, n, width, seed=0):
+    """Repetitive English: an untrained model's samples look nothing like it."""
+    rng = np.random.default_rng(seed)
+    words = "the cat sat on a mat and the dog ran to the red door".split()
+    rows = []
+    for _ in range(n):
+        text = " ".join(rng.choice(words, size=3 * width))
+        rows.append(tokenizer(text, add_special_tokens=False)["input_ids"][:width])
+    return torch.tensor(rows)
+
+
+def test_pairs_share_the_prompt_and_length_and_are_seeded(tiny):
+    model, tokenizer = tiny
+    windows = natural_windows(tokenizer, 6, 20)
+    pairs = sample_pairs(model, windows, prompt_len=8, seed=1)
+    assert pairs.generated.shape == windows.shape and pairs.continuation_len == 12
+    assert torch.equal(pairs.generated[:, :8], windows[:, :8])
+    assert torch.equal(pairs.natural, windows)
+    assert torch.equal(sample_pairs(model, windows, 8, seed=1).generated, pairs.generated)
+    with pytest.raises(MyopiaError):
+        sample_pairs(model, windows, prompt_len=20)
+
+
+def test_nll_and_pooled_states_equal_a_plain_forward_pass(tiny):
+    model, tokenizer = tiny
+    sequences = natural_windows(tokenizer, 3, 12)
+    nll, states = nll_and_states(model, sequences, 4, [0, 3, 7], [1, 2], batch_size=2)
+    with torch.no_grad():
+        out = model(input_ids=sequences, output_hidden_states=True)
+    log_probs = torch.log_softmax(out.logits.float(), -1)
+    for i in range(3):
+        for t in range(4, 12):  # token t is predicted at position t - 1
+            assert nll[i, t - 4] == pytest.approx(
+                -log_probs[i, t - 1, sequences[i, t]].item(), abs=1e-5
+            )
+        for j, layer in enumerate([1, 2]):
+            for p_index, p in enumerate([0, 3, 7]):
+                expected = out.hidden_states[layer][i, 4 : 4 + p + 1].mean(0)
+                assert np.allclose(states[i, j, p_index], expected.numpy(), atol=1e-5)
+
+
+def test_the_probe_finds_a_planted_difference_and_not_an_absent_one():
+    rng = np.random.default_rng(0)
+    n, d = 120, 16
+    train, test = np.arange(60), np.arange(60, 120)
+    natural = rng.normal(size=(n, 2, d))
+    shifted = rng.normal(size=(n, 2, d))
+    shifted[:, 1, 0] += 5.0  # only layer index 1, feature 0 carries the planted signal
+    layer, cv, correct = probe_accuracy(natural, shifted, train, test, folds=3)
+    assert layer == 1 and correct.mean() > 0.9 and cv[1] > cv[0]
+    same = rng.normal(size=(n, 2, d))
+    _, _, chance = probe_accuracy(natural, same, train, test, folds=3)
+    assert 0.3 < chance.mean() < 0.7
+
+
+def test_an_untrained_models_samples_are_told_from_english(tiny):
+    model, tokenizer = tiny
+    config = DriftConfig(
+        prompt_len=6, continuation_len=10, n_prompts=40, lengths=(1, 10), layer_stride=1
+    )
+    windows = natural_windows(tokenizer, 40, 16)
+    result = measure_drift(model, windows, config)
+    assert result.accuracy[10].mean > 0.9 and result.nll_natural.shape == (40, 10)
+    numbers = result.to_dict()
+    assert (
+        set(numbers["accuracy"]) == {"1", "10"} and len(numbers["nll_by_position"]["natural"]) == 10
+    )
+    with pytest.raises(MyopiaError, match="probe lengths"):
+        measure_drift(model, windows, DriftConfig(prompt_len=6, continuation_len=10, lengths=(11,)))
+
+
+def interval(mean, low, high):
+    return Interval(mean=mean, low=low, high=high, n=50, level=0.95)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "rise", "verdict"),
+    [
+        (interval(0.85, 0.78, 0.92), interval(0.3, 0.2, 0.4), "supported"),
+        (interval(0.85, 0.78, 0.92), interval(0.02, -0.05, 0.09), "inconclusive"),
+        (interval(0.72, 0.65, 0.79), interval(0.3, 0.2, 0.4), "inconclusive"),
+        (interval(0.6, 0.52, 0.68), interval(0.3, 0.2, 0.4), "refuted"),
+        (interval(0.85, 0.78, 0.92), interval(-0.2, -0.3, -0.1), "refuted"),
+    ],
+)
+def test_the_c9_rule(accuracy, rise, verdict):
+    assert drift_verdict(accuracy, rise, 64).value == verdict
+
+
+def test_the_drift_command_writes_its_json_and_plots(tmp_path):
+    import json
+
+    from test_cli import myopia
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"Line {i}: the cat sat on the mat by the door." for i in range(400)))
+    out = tmp_path / "out"
+    result = myopia(
+        "drift", "--model", TINY, "--text", str(text), "--n-prompts", "16", "--prompt-len", "4",
+        "--continuation-len", "8", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "drift.json").read_text())
+    assert set(saved["accuracy"]) == {"1", "2", "4", "8"}
+    assert (out / "nll_by_position.png").exists() and (out / "probe_accuracy.json").exists()
+    bad = myopia("drift", "--model", TINY, "--text", str(text), "--length", "99", "--no-progress")
+    assert bad.returncode == 2 and "probe lengths" in bad.stderr

@@ -1,0 +1,366 @@
+"""The loom's HTTP API: FastAPI's TestClient, and a real server process killed mid-generation."""
+
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from myopia.errors import MyopiaError
+from myopia.loom.app import LOOPBACK_HOSTS, MAX_BODY_BYTES, create_app
+from myopia.loom.demo_backend import DemoBackend
+from myopia.loom.store import MAX_TEXT_CHARS, LoomStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LoomStore(tmp_path / "tree.sqlite") as s:
+        yield s
+
+
+@pytest.fixture
+def client(store):
+    return TestClient(create_app(store, DemoBackend()))
+
+
+def tree(client):
+    return client.get("/api/tree").json()
+
+
+def node(client, node_id):
+    response = client.get(f"/api/nodes/{node_id}")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def start_tree(client, text="Once upon a time"):
+    root = tree(client)["nodes"][0]
+    response = client.put(f"/api/nodes/{root['id']}/text", json={"version": 1, "text": text})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def generate(client, node_id, version, **settings):
+    body = {"version": version, "n": 3, "max_tokens": 6, "seed": 1, **settings}
+    response = client.post(f"/api/nodes/{node_id}/generate", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()["children"]
+
+
+def test_create_and_generate_children_with_tokens(client):
+    root = start_tree(client)
+    children = generate(client, root["id"], root["version"], temperature=1.0)
+    assert len(children) == 3 and len({c["text"] for c in children}) > 1
+    for child in children:
+        assert child["parent"] == root["id"] and child["author"] == "model"
+        assert len(child["tokens"]) == 6
+        assert "".join(t["text"] for t in child["tokens"]) == child["text"]
+        for token in child["tokens"]:
+            assert token["logprob"] <= 0 and len(token["alternatives"]) == 5
+            logprobs = [a["logprob"] for a in token["alternatives"]]
+            assert logprobs == sorted(logprobs, reverse=True)
+        assert child["generation"]["seed"] == 1 and child["generation"]["backend"] == "demo"
+    current = tree(client)
+    assert current["focus"] == children[0]["id"]
+    assert [n["id"] for n in current["nodes"]][1:] == [c["id"] for c in children]
+    again = generate(client, root["id"], root["version"], temperature=1.0)
+    assert [c["text"] for c in again] == [c["text"] for c in children]  # same seed
+    greedy = generate(client, root["id"], root["version"], temperature=0.0)
+    assert len({c["text"] for c in greedy}) == 1
+    assert node(client, children[0]["id"])["ancestry"] == [root["id"], children[0]["id"]]
+
+
+def test_branch_from_an_alternative_token_makes_a_sibling_and_generates_on(client):
+    root = start_tree(client)
+    [child] = generate(client, root["id"], root["version"], n=1)
+    tokens = child["tokens"]
+    alternative = next(a for a in tokens[2]["alternatives"] if a["text"] != tokens[2]["text"])
+    index = tokens[2]["alternatives"].index(alternative)
+    body = {
+        "version": child["version"],
+        "token": 2,
+        "alternative": index,
+        "generate": {"n": 2, "max_tokens": 3},
+    }
+    response = client.post(f"/api/nodes/{child['id']}/branch", json=body)
+    assert response.status_code == 201, response.text
+    branch, grandchildren = response.json()["node"], response.json()["children"]
+    assert branch["parent"] == root["id"]  # a sibling of the node branched from
+    assert branch["text"] == tokens[0]["text"] + tokens[1]["text"] + alternative["text"]
+    assert branch["tokens"][:2] == tokens[:2] and branch["tokens"][2]["text"] == alternative["text"]
+    assert branch["generation"]["branched_from"] == {
+        "node": child["id"],
+        "token": 2,
+        "alternative": index,
+    }
+    assert len(grandchildren) == 2 and all(g["parent"] == branch["id"] for g in grandchildren)
+    assert tree(client)["focus"] == grandchildren[0]["id"]
+    assert node(client, child["id"])["text"] == child["text"]  # the original is untouched
+
+
+def test_child_by_hand_edit_history_prune_and_bookmark(client):
+    root = start_tree(client)
+    response = client.post(
+        f"/api/nodes/{root['id']}/children", json={"version": root["version"], "text": " there"}
+    )
+    assert response.status_code == 201
+    child = response.json()
+    assert child["author"] == "person" and tree(client)["focus"] == child["id"]
+    edited = client.put(
+        f"/api/nodes/{child['id']}/text", json={"version": 1, "text": " here"}
+    ).json()
+    assert edited["text"] == " here" and edited["version"] == 2
+    history = client.get(f"/api/nodes/{child['id']}/history").json()
+    assert [(h["version"], h["text"]) for h in history] == [(1, " there")]
+    pruned = client.put(f"/api/nodes/{child['id']}/hidden", json={"version": 2, "hidden": True})
+    assert pruned.json()["hidden"] is True
+    restored = client.put(f"/api/nodes/{child['id']}/hidden", json={"version": 3, "hidden": False})
+    assert restored.json()["hidden"] is False
+    marked = client.put(
+        f"/api/nodes/{child['id']}/bookmarked", json={"version": 4, "bookmarked": True}
+    )
+    assert marked.json()["bookmarked"] is True
+    summary = next(n for n in tree(client)["nodes"] if n["id"] == child["id"])
+    assert (summary["edits"], summary["bookmarked"], summary["version"]) == (1, True, 5)
+    assert client.put("/api/focus", json={"node": root["id"]}).json() == {"focus": root["id"]}
+    assert tree(client)["focus"] == root["id"]
+
+
+def test_refusals_are_4xx_with_clear_messages(client):
+    root = start_tree(client)
+    rid = root["id"]
+
+    missing = client.get("/api/nodes/nope")
+    assert missing.status_code == 404 and missing.json()["detail"] == "no node 'nope' in this tree"
+    assert client.post("/api/nodes/nope/generate", json={"version": 1}).status_code == 404
+    assert client.put("/api/focus", json={"node": "nope"}).status_code == 404
+
+    stale = client.put(f"/api/nodes/{rid}/text", json={"version": 1, "text": "lost"})
+    assert stale.status_code == 409
+    assert "changed elsewhere" in stale.json()["detail"] and "reload" in stale.json()["detail"]
+    stale_generation = client.post(f"/api/nodes/{rid}/generate", json={"version": 1})
+    assert stale_generation.status_code == 409
+
+    huge = client.put(
+        f"/api/nodes/{rid}/text", json={"version": 2, "text": "x" * (MAX_TEXT_CHARS + 1)}
+    )
+    assert huge.status_code == 413 and "over the limit" in huge.json()["detail"]
+    too_big = client.post(
+        "/api/import",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "Content-Length": str(MAX_BODY_BYTES + 1)},
+    )
+    assert too_big.status_code == 413 and "request body" in too_big.json()["detail"]
+
+    for settings, field in [
+        ({"n": 0}, "n"),
+        ({"n": 100}, "n"),
+        ({"temperature": -1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"stop": [""]}, "stop"),
+        ({"seed": -5}, "seed"),
+    ]:
+        bad = client.post(f"/api/nodes/{rid}/generate", json={"version": 2, **settings})
+        assert bad.status_code == 422, settings
+        assert bad.json()["detail"].startswith(f"invalid request: {field}"), bad.json()
+    no_version = client.put(f"/api/nodes/{rid}/text", json={"text": "x"})
+    assert no_version.status_code == 422 and "version" in no_version.json()["detail"]
+    not_json = client.put(
+        f"/api/nodes/{rid}/text",
+        content=b'{"version": 2, "text": "x"}',
+        headers={"Content-Type": "text/plain"},  # what a cross-site form could send
+    )
+    assert not_json.status_code == 422
+
+    branch_root = client.post(
+        f"/api/nodes/{rid}/branch", json={"version": 2, "token": 0, "alternative": 0}
+    )
+    assert branch_root.status_code == 400 and "root" in branch_root.json()["detail"]
+    [child] = generate(client, rid, 2, n=1)
+    out_of_range = client.post(
+        f"/api/nodes/{child['id']}/branch", json={"version": 1, "token": 99, "alternative": 0}
+    )
+    assert out_of_range.status_code == 400 and "out of range" in out_of_range.json()["detail"]
+    prune_root = client.put(f"/api/nodes/{rid}/hidden", json={"version": 2, "hidden": True})
+    assert prune_root.status_code == 400
+    assert tree(client)["nodes"][0]["text"] == "Once upon a time"  # nothing refused was written
+
+
+def test_export_then_import_through_the_api(client, tmp_path):
+    root = start_tree(client)
+    generate(client, root["id"], root["version"])
+    exported = client.get("/api/export")
+    assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+    assert client.post("/api/import", json=exported.json()).status_code == 409  # not empty
+    assert client.post("/api/import", json={"nonsense": True}).status_code == 400
+    with LoomStore(tmp_path / "copy.sqlite") as copy:
+        other = TestClient(create_app(copy, DemoBackend()))
+        response = other.post("/api/import", json=exported.json())
+        assert response.status_code == 200, response.text
+        assert other.get("/api/export").json() == exported.json()
+        socketteer = client.get("/api/export", params={"format": "socketteer"}).json()
+        assert socketteer["root"]["id"] == root["id"]
+    assert client.get("/api/export", params={"format": "yaml"}).status_code == 422
+
+
+def test_openapi_lists_the_endpoints_and_the_page_is_served(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, method in [
+        ("/api/tree", "get"),
+        ("/api/nodes/{node_id}", "get"),
+        ("/api/nodes/{node_id}/history", "get"),
+        ("/api/nodes/{node_id}/children", "post"),
+        ("/api/nodes/{node_id}/generate", "post"),
+        ("/api/nodes/{node_id}/branch", "post"),
+        ("/api/nodes/{node_id}/text", "put"),
+        ("/api/nodes/{node_id}/hidden", "put"),
+        ("/api/nodes/{node_id}/bookmarked", "put"),
+        ("/api/focus", "put"),
+        ("/api/export", "get"),
+        ("/api/import", "post"),
+    ]:
+        assert method in paths[path], (path, method)
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/loom.js" in page.text
+    for asset in ("loom.js", "loom.css"):
+        response = client.get(f"/static/{asset}")
+        assert response.status_code == 200
+        assert "://" not in response.text  # nothing fetched from elsewhere: works offline
+    assert "://" not in page.text
+
+
+def test_a_loopback_server_refuses_foreign_host_headers(store):
+    guarded = TestClient(create_app(store, DemoBackend(), allowed_hosts=LOOPBACK_HOSTS))
+    assert guarded.get("/api/tree", headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    assert guarded.get("/api/tree", headers={"Host": "evil.example:8000"}).status_code == 400
+
+
+class BrokenBackend:
+    name = "broken"
+
+    def complete(self, prompt, settings, n=1, alternatives=5):
+        raise MyopiaError("cannot reach the completions server at http://127.0.0.1:9/v1")
+
+
+def test_a_failing_backend_is_reported_and_writes_nothing(store):
+    client = TestClient(create_app(store, BrokenBackend()))
+    root = start_tree(client)
+    response = client.post(f"/api/nodes/{root['id']}/generate", json={"version": 2})
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("the backend broken failed: cannot reach")
+    assert len(tree(client)["nodes"]) == 1
+
+
+def test_the_local_engine_over_a_tiny_model_plugs_in(store):
+    from myopia.generation.engine import LocalEngine
+    from myopia.models.loading import load_model
+
+    model, tokenizer = load_model("fresh-gpt2:d_model=32,n_layers=2,n_heads=4,d_mlp=64")
+    client = TestClient(create_app(store, LocalEngine(model, tokenizer, name="tiny")))
+    root = start_tree(client, "Hello")
+    children = generate(client, root["id"], root["version"], n=2, max_tokens=5)
+    for child in children:
+        assert child["generation"]["backend"] == "tiny" and len(child["tokens"]) == 5
+        assert "".join(t["text"] for t in child["tokens"]) == child["text"]
+    body = {"version": 1, "token": 1, "alternative": 1, "generate": {"max_tokens": 2}}
+    branched = client.post(f"/api/nodes/{children[0]['id']}/branch", json=body)
+    assert branched.status_code == 201, branched.text
+    assert len(branched.json()["children"]) == 1
+
+
+# ------------------------------------------------------------- a real server process
+
+SERVER = textwrap.dedent(
+    """
+    import sys
+    from myopia.loom.demo_backend import DemoBackend
+    from myopia.loom.server import serve
+
+    serve(sys.argv[1], DemoBackend(delay_s=float(sys.argv[3])), port=int(sys.argv[2]))
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(path, delay_s=0.0):
+    """A real loom server process on a free port, polled until it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(path), str(port), str(delay_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the server exited: {proc.stdout.read().decode()}")
+        try:
+            if httpx.get(f"{url}/api/tree", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the server did not answer within 30 s")
+
+
+def test_kill_9_during_generation_then_restart_finds_the_tree_intact(tmp_path):
+    path = tmp_path / "served.sqlite"
+    proc, url = start_server(path, delay_s=0.05)
+    try:
+        root = httpx.get(f"{url}/api/tree").json()["nodes"][0]
+        root = httpx.put(
+            f"{url}/api/nodes/{root['id']}/text", json={"version": 1, "text": "The night"}
+        ).json()
+        quick = {"version": root["version"], "n": 2, "max_tokens": 3}
+        kept = httpx.post(f"{url}/api/nodes/{root['id']}/generate", json=quick, timeout=30)
+        assert kept.status_code == 201, kept.text
+        before = httpx.get(f"{url}/api/export").json()
+
+        slow = {"version": root["version"], "n": 4, "max_tokens": 400}  # 80 s of tokens
+        failures = []
+
+        def generate_slowly():
+            try:
+                httpx.post(f"{url}/api/nodes/{root['id']}/generate", json=slow, timeout=120)
+            except httpx.TransportError as err:
+                failures.append(err)
+
+        thread = threading.Thread(target=generate_slowly)
+        thread.start()
+        time.sleep(1.0)  # well inside the generation
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        thread.join(timeout=10)
+        assert failures, "the generation should have died with the server"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    proc, url = start_server(path)
+    try:
+        assert httpx.get(f"{url}/api/export").json() == before  # nothing lost, nothing partial
+        again = httpx.post(
+            f"{url}/api/nodes/{root['id']}/generate",
+            json={"version": root["version"], "n": 1, "max_tokens": 2},
+        )
+        assert again.status_code == 201 and len(httpx.get(f"{url}/api/tree").json()["nodes"]) == 4
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -1,0 +1,63 @@
+"""JSONL datasets: records are validated line by line, and bad lines are named."""
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from myopia.errors import MyopiaError
+from myopia.faithfulness.records import read_records, schema, write_records
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    score: float
+    present: bool
+    tags: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        if not self.id:
+            raise ValueError("field 'id' must not be empty")
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    records = [Example("a", 1.5, True, ["x"]), Example("b", 2, False)]
+    path = write_records(tmp_path / "data.jsonl", records)
+    assert read_records(path, Example) == records
+
+
+def test_schema_says_which_fields_are_required():
+    rows = {row["name"]: row for row in schema(Example)}
+    assert rows["id"] == {"name": "id", "type": "a string", "required": True}
+    assert rows["tags"]["required"] is False and rows["tags"]["type"] == "a list of strings"
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ('{"id": "b", "present": true}', "missing field 'score'"),
+        ('{"id": "b", "score": "high", "present": true}', "field 'score' must be a number"),
+        ('{"id": "b", "score": 1, "present": 1}', "field 'present' must be true or false"),
+        ('{"id": "b", "score": 1, "present": true, "tag": []}', "unknown field 'tag'"),
+        ('{"id": "b", "score": 1, "present": true, "tags": [1]}', "a list of strings"),
+        ('{"id": "", "score": 1, "present": true}', "must not be empty"),
+        ('{"id": "b", "score": 1,', "not valid JSON"),
+        ('["b", 1, true]', "expected a JSON object"),
+    ],
+)
+def test_a_bad_line_is_named_with_its_number(tmp_path, line, says):
+    path = tmp_path / "data.jsonl"
+    path.write_text('{"id": "a", "score": 1, "present": true}\n\n' + line + "\n")
+    with pytest.raises(MyopiaError) as error:
+        read_records(path, Example)
+    message = str(error.value)
+    assert f"{path} line 3:" in message and says in message
+    assert "\n" not in message
+
+
+def test_missing_and_empty_files_say_what_to_give(tmp_path):
+    with pytest.raises(MyopiaError, match="no such file"):
+        read_records(tmp_path / "nope.jsonl", Example)
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(MyopiaError, match="no records"):
+        read_records(tmp_path / "empty.jsonl", Example)

@@ -47,7 +47,7 @@ from myopia.stats import Interval
 
 AUROC_THRESHOLD = 0.8
 FULL = {
-    "n_contexts": 34,
+    "n_contexts": 50,
     "n_present": 3,
     "n_absent": 1,
     "lines": (4, 5),

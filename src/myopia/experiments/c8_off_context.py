@@ -34,7 +34,7 @@ from myopia.stats import Interval
 THRESHOLD = 0.30
 OFF_TOPIC_PER_ARTICLE = 4
 # Records = articles × (1 control + 4 off-topic); half the articles select, half decide.
-FULL = {"records": 90, "samples": 2, "sample_limit": 6, "max_new_tokens": 16}
+FULL = {"records": 120, "samples": 2, "sample_limit": 6, "max_new_tokens": 16}
 QUICK = {"records": 20, "samples": 0, "sample_limit": 0, "max_new_tokens": 16}
 
 

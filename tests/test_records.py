@@ -61,3 +61,22 @@ def test_missing_and_empty_files_say_what_to_give(tmp_path):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(MyopiaError, match="no records"):
         read_records(tmp_path / "empty.jsonl", Example)
+
+
+def test_the_readme_documents_every_field_and_its_example_is_valid():
+    import json
+    import re
+    from pathlib import Path
+
+    from myopia.faithfulness.article_data import ArticleQuestion
+    from myopia.faithfulness.quote_data import QuoteRequest
+    from myopia.faithfulness.records import record_from_dict
+    from myopia.faithfulness.tool_output_data import ToolTranscript
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for record_type in (QuoteRequest, ToolTranscript, ArticleQuestion):
+        row = next(line for line in readme.splitlines() if f"| `{record_type.__name__}`" in line)
+        for field_row in schema(record_type):
+            assert f"`{field_row['name']}`" in row, (record_type.__name__, field_row["name"])
+    [example] = re.findall(r"```json\n(.*?)\n```", readme, re.S)
+    assert record_from_dict(json.loads(example), QuoteRequest).target == "ship"

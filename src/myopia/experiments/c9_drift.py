@@ -31,7 +31,7 @@ from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Ve
 from myopia.stats import Interval, mean_ci
 
 ACCURACY_THRESHOLD = 0.7
-FULL = DriftConfig(prompt_len=32, continuation_len=64, n_prompts=128)
+FULL = DriftConfig(prompt_len=32, continuation_len=64, n_prompts=112)
 QUICK = DriftConfig(
     prompt_len=16, continuation_len=32, n_prompts=40, lengths=(1, 4, 16, 32), layer_stride=10
 )

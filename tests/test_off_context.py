@@ -26,7 +26,7 @@ from myopia.faithfulness.off_context import (
     evaluate_off_context,
     split_halves,
 )
-from myopia.faithfulness.rates import disjoint_phrasings
+from myopia.faithfulness.phrasing_classes import disjoint_phrasings
 from myopia.faithfulness.records import read_records, write_records
 from myopia.report.registry import MEASURED, SectionResult
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED

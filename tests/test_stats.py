@@ -151,3 +151,18 @@ def test_interval_text_names_estimate_level_and_bounds():
     interval = Interval(mean=0.4351, low=0.2574, high=0.6128, n=3, level=0.95)
     assert interval.text() == "+0.435 (95% CI [+0.257, +0.613])"
     assert interval.text(".2f") == "0.44 (95% CI [0.26, 0.61])"
+
+
+def test_cluster_bootstrap_is_wider_than_treating_clustered_items_as_independent():
+    from myopia.stats import cluster_bootstrap_mean
+
+    rng = np.random.default_rng(0)
+    cluster_means = rng.normal(size=20)
+    values = np.repeat(cluster_means, 10) + 0.1 * rng.normal(size=200)  # 20 clusters of 10
+    clusters = [f"c{i}" for i in np.repeat(np.arange(20), 10)]
+    clustered = cluster_bootstrap_mean(values, clusters)
+    independent = bootstrap_ci(values)
+    assert clustered.mean == pytest.approx(values.mean())
+    assert clustered.width > 2 * independent.width  # ~sqrt(10) wider: 20 units, not 200
+    lone = cluster_bootstrap_mean([1.0, 0.0], ["a", "a"])
+    assert lone.mean == 0.5 and lone.low == -np.inf and lone.high == np.inf

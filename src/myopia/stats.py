@@ -36,7 +36,7 @@ from scipy import stats as _scipy_stats
 
 ArrayLike = Sequence[float] | np.ndarray
 
-__all__ = ["Interval", "bootstrap_ci", "mean_ci", "paired_difference_ci"]
+__all__ = ["Interval", "bootstrap_ci", "cluster_bootstrap_mean", "mean_ci", "paired_difference_ci"]
 
 
 @dataclass(frozen=True)
@@ -168,3 +168,36 @@ def paired_difference_ci(a: ArrayLike, b: ArrayLike, level: float = 0.95) -> Int
     if x.shape != y.shape:
         raise ValueError(f"paired samples must have equal length, got {x.size} and {y.size}")
     return mean_ci(x - y, level=level)
+
+
+def cluster_bootstrap_mean(
+    values: ArrayLike,
+    clusters: Sequence[str],
+    level: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> Interval:
+    """Mean of ``values`` with a percentile bootstrap CI that resamples whole ``clusters``.
+
+    Use it when items come in groups that share most of their input (the questions about
+    one article, the outputs of one command): they are not independent, and an interval
+    that treats them as independent would be too narrow. Each resample draws clusters
+    with replacement and recomputes the pooled mean (sum over drawn clusters / count).
+
+    ``values[i]`` belongs to cluster ``clusters[i]``; a 0/1 ``values`` gives a rate, a
+    per-item difference gives a paired difference. One cluster: the interval is
+    ``(-inf, inf)``, as ``myopia.stats`` does for one observation."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0 or len(clusters) != x.size:
+        raise ValueError("values must be a non-empty list with one cluster name per value")
+    names, index = np.unique(np.asarray(clusters), return_inverse=True)
+    sums = np.bincount(index, weights=x, minlength=len(names))  # (K,)
+    counts = np.bincount(index, minlength=len(names)).astype(np.float64)  # (K,)
+    estimate = float(x.mean())
+    if len(names) == 1:
+        return Interval(estimate, -math.inf, math.inf, int(x.size), level)
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(n_resamples, len(names)))
+    replicates = sums[draws].sum(1) / counts[draws].sum(1)  # (R,)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(replicates, [alpha, 1 - alpha])
+    return Interval(estimate, float(low), float(high), int(x.size), level)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from myopia.data.text import load_corpus, token_chunks
 from myopia.drift.measure import DriftConfig, DriftResult, measure_drift
+from myopia.drift.plots import plot_nll_by_position, plot_probe_accuracy
 from myopia.io import atomic_write_json
 from myopia.models.loading import load_model
 
@@ -19,8 +20,6 @@ def run_drift(
 ) -> tuple[DriftResult, list[Path]]:
     """Measure drift on ``n_prompts`` windows of the text's eval split; write ``drift.json``,
     the NLL-by-position and probe-accuracy plots (each with its JSON) into ``out``."""
-    from myopia.experiments.c9_drift import plot_nll_by_position, plot_probe_accuracy
-
     config.check()
     model, tokenizer = load_model(model_spec)
     windows = token_chunks(

@@ -17,20 +17,16 @@ bootstraps over held-out prompts.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
 from myopia.data.text import token_chunks
 from myopia.drift import DriftConfig, DriftResult, measure_drift
-from myopia.io import atomic_write_json, save_figure
-from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.drift.plots import plot_nll_by_position, plot_probe_accuracy
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
 from myopia.stats import Interval, mean_ci
 
 ACCURACY_THRESHOLD = 0.7
+
 FULL = DriftConfig(prompt_len=32, continuation_len=64, n_prompts=112)
 QUICK = DriftConfig(
     prompt_len=16, continuation_len=32, n_prompts=40, lengths=(1, 4, 16, 32), layer_stride=10
@@ -65,7 +61,9 @@ def self_generation_drift(ctx: ReportContext) -> SectionResult:
     out = ctx.section_dir("C9")
     numbers = result.to_dict()
     nll_plot = plot_nll_by_position(result, out / "nll_by_position.png", ctx.config.model)
-    probe_plot = plot_probe_accuracy(result, out / "probe_accuracy.png", ctx.config.model)
+    probe_plot = plot_probe_accuracy(
+        result, out / "probe_accuracy.png", ctx.config.model, threshold=ACCURACY_THRESHOLD
+    )
 
     longest = max(config.lengths)
     accuracy, rise = result.accuracy[longest], result.rise
@@ -150,56 +148,6 @@ def _nll_gap_early_late(result: DriftResult) -> tuple[Interval, Interval]:
     gap = result.nll_natural - result.nll_generated  # (N, L)
     quarter = max(1, gap.shape[1] // 4)
     return mean_ci(gap[:, :quarter].mean(1)), mean_ci(gap[:, -quarter:].mean(1))
-
-
-def plot_nll_by_position(result: DriftResult, path: Path, model_name: str) -> Path:
-    curves = result.nll_by_position()
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for name, colour in (("natural", "C0"), ("generated", "C3")):
-        series = curves[name]
-        x = np.arange(1, len(series) + 1)
-        ax.plot(x, [c["mean"] for c in series], color=colour, label=name)
-        ax.fill_between(
-            x, [c["low"] for c in series], [c["high"] for c in series], color=colour, alpha=0.2
-        )
-    ax.set_xlabel("continuation position (tokens generated so far + 1)")
-    ax.set_ylabel("NLL under the model (nats)")
-    ax.set_title(f"{model_name}: natural vs self-generated continuations", fontsize=9)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    atomic_write_json(path.with_suffix(".json"), curves)
-    return path
-
-
-def plot_probe_accuracy(result: DriftResult, path: Path, model_name: str) -> Path:
-    lengths = sorted(result.accuracy)
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    means = [result.accuracy[k].mean for k in lengths]
-    lows = [result.accuracy[k].mean - result.accuracy[k].low for k in lengths]
-    highs = [result.accuracy[k].high - result.accuracy[k].mean for k in lengths]
-    ax.errorbar(lengths, means, yerr=[lows, highs], fmt="o-", capsize=3)
-    ax.axhline(ACCURACY_THRESHOLD, ls="--", color="grey", lw=1)
-    ax.axhline(0.5, ls=":", color="grey", lw=1)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths, [str(k) for k in lengths])
-    ax.set_xlabel("generated tokens seen by the probe")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0.3, 1.02)
-    ax.set_title(f"{model_name}: telling self-generated from natural text", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_figure(fig, path)
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {
-            "accuracy": {str(k): result.accuracy[k].to_dict() for k in lengths},
-            "layer": {str(k): result.layer[k] for k in lengths},
-            "rise": result.rise.to_dict(),
-        },
-    )
-    return path
 
 
 @claim_rule("C9")

@@ -42,11 +42,11 @@ from myopia.faithfulness.article_data import (
 )
 from myopia.faithfulness.classify import classify_answer
 from myopia.faithfulness.continuation_scores import ScoreRequest, score_requests
-from myopia.faithfulness.rates import cluster_bootstrap_mean, disjoint_phrasings, log_sum_exp
+from myopia.faithfulness.phrasing_classes import disjoint_phrasings, log_sum_exp
 from myopia.generation import SamplingSettings, generate
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt
-from myopia.stats import Interval
+from myopia.stats import Interval, cluster_bootstrap_mean
 
 PLAIN = "plain"
 SELECTION, VERDICT = "selection", "verdict"

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from myopia.faithfulness.classify import classify_tool_reply
 from myopia.faithfulness.continuation_scores import ScoreRequest, score_requests
-from myopia.faithfulness.rates import cluster_bootstrap_mean, log_sum_exp
+from myopia.faithfulness.phrasing_classes import log_sum_exp
 from myopia.faithfulness.tool_output_data import OUTPUT_KINDS, ToolTranscript
 from myopia.generation import SamplingSettings, generate
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt
-from myopia.stats import Interval
+from myopia.stats import Interval, cluster_bootstrap_mean
 
 RULE_KINDS = ("blank", "error")  # the outputs the claim is about
 Scorer = Callable[..., list[list[float]]]

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from myopia.errors import MyopiaError
+from myopia.loom.cli import loom_command  # no torch, no web server: --help stays fast
 
 app = typer.Typer(
     help="myopia: measure what autoregressive transformers compute for the future.\n\n"
@@ -579,8 +580,7 @@ def drift(
     _out.print(f"written: {', '.join(str(f) for f in files)}")
 
 
-# `myopia loom` lives in myopia.loom.cli; importing it loads neither torch nor the server.
-from myopia.loom.cli import loom_command  # noqa: E402
+# `myopia loom` is written in myopia.loom.cli, beside the app it serves.
 
 app.command("loom")(loom_command)
 

@@ -4,21 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import TINY_LLAMA as TINY  # the model of the `tiny` fixture
 from myopia.drift import DriftConfig, measure_drift, sample_pairs
 from myopia.drift.measure import nll_and_states, probe_accuracy
 from myopia.errors import MyopiaError
 from myopia.experiments.c9_drift import drift_verdict
-from myopia.models.loading import load_model
 from myopia.stats import Interval
-
-TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model, tokenizer = load_model(TINY)
-    return model.eval(), tokenizer
 
 
 def natural_windows(tokenizer, n, width, seed=0):

@@ -1,20 +1,9 @@
 """Batched generation: left padding changes nothing, stop strings and end of text cut."""
 
 import pytest
-import torch
 
 from myopia.errors import MyopiaError
 from myopia.generation import SamplingSettings, generate
-from myopia.models.loading import load_model
-
-TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model, tokenizer = load_model(TINY)
-    return model.eval(), tokenizer
 
 
 def test_a_batch_gives_what_each_prompt_gives_alone(tiny):

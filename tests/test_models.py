@@ -120,6 +120,7 @@ def test_local_folder_round_trip(saved_fresh):
     for spec in (str(folder), folder):
         loaded, tokenizer = load_model(spec)
         ids = tokenizer("round trip", return_tensors="pt")["input_ids"]
+        # Exact: the same weights through the same kernels on the same input shape.
         assert torch.equal(logits(loaded, ids), logits(model, ids))
         assert not loaded.training
         assert loaded.config._attn_implementation == "sdpa"

@@ -356,6 +356,72 @@ def test_smollm2_truncated_cache_is_detected(smollm2_first_load, tmp_path):
 
 
 @needs_smollm2
+def test_smollm2_cache_rewritten_in_place_fails_its_checksum(smollm2_first_load, tmp_path):
+    cache, _, _, _ = smollm2_first_load
+    entry = smollm2.cache_entry(smollm2.find_gguf(), cache)
+    copy = tmp_path / entry.name
+    shutil.copytree(entry, copy)
+    smollm2.check_cache_entry(copy)  # intact
+    weights = copy / "model.safetensors"
+    with weights.open("r+b") as f:  # same size, other bytes, deep inside the tensor data
+        f.seek(weights.stat().st_size // 2)
+        f.write(b"\xff" * 64)
+    with pytest.raises(CorruptFileError) as err:
+        smollm2.check_cache_entry(copy)
+    assert "model.safetensors does not match the checksum" in assert_one_line(err)
+
+
+@needs_smollm2
+def test_smollm2_untouched_cache_is_not_hashed_again(smollm2_first_load, tmp_path, monkeypatch):
+    cache, _, _, _ = smollm2_first_load
+    copy = tmp_path / "entry"
+    shutil.copytree(smollm2.cache_entry(smollm2.find_gguf(), cache), copy)
+    (copy / smollm2.VERIFIED).unlink(missing_ok=True)
+    hashed = []
+    real_sha256 = smollm2._sha256
+    monkeypatch.setattr(smollm2, "_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    smollm2.check_cache_entry(copy)
+    first = len(hashed)
+    assert first > 0
+    smollm2.check_cache_entry(copy)
+    assert len(hashed) == first  # the stamp matched: no hashing
+    os.utime(copy / "config.json")  # touched: every file is hashed again
+    smollm2.check_cache_entry(copy)
+    assert len(hashed) == 2 * first
+
+
+@needs_smollm2
+def test_smollm2_manifest_without_checksums_is_rebuilt(smollm2_first_load, tmp_path):
+    cache, _, _, _ = smollm2_first_load
+    copy = tmp_path / "entry"
+    shutil.copytree(smollm2.cache_entry(smollm2.find_gguf(), cache), copy)
+    manifest = json.loads((copy / smollm2.MANIFEST).read_text())
+    del manifest["sha256"]  # what an older myopia wrote
+    (copy / smollm2.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CorruptFileError, match="records no checksums"):
+        smollm2.check_cache_entry(copy)
+
+
+def test_temporary_folders_of_dead_builders_are_removed(tmp_path):
+    entry = tmp_path / "gguf" / "model-123"
+    entry.parent.mkdir()
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = entry.parent / f".{entry.name}.tmp-{int(finished.stdout)}-abc"
+    mine = entry.parent / f".{entry.name}.tmp-{os.getpid()}-def"  # a build in progress
+    legacy = entry.parent / f".{entry.name}.tmp-xyz"  # no pid: only age removes it
+    for folder in (dead, mine, legacy):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"partial")
+    smollm2._remove_stale_temps(entry)
+    assert not dead.exists() and mine.exists() and legacy.exists()
+
+
+@needs_smollm2
 def test_smollm2_corrupt_cache_is_rebuilt(smollm2_first_load, tmp_path, capfd):
     cache, model, _, _ = smollm2_first_load
     entry = smollm2.cache_entry(smollm2.find_gguf(), cache)
@@ -398,4 +464,5 @@ def test_smollm2_killed_build_leaves_no_entry(tmp_path):
     with pytest.raises(CorruptFileError):
         smollm2.check_cache_entry(entry)
     load_model("smollm2", cache_dir=tmp_path)
+    assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # the litter is gone
     smollm2.check_cache_entry(entry)

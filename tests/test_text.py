@@ -1,5 +1,6 @@
 """Text corpora and token windows, with the offline byte-level tokenizer (ByT5)."""
 
+import hashlib
 import importlib.metadata
 
 import pytest
@@ -65,6 +66,9 @@ def test_user_file_any_suffix(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfFirst line\r\nSecond line \xe2\x9c\x93\r\n")  # BOM, CRLF
     assert load_corpus(path) == [Document("notes.md", "First line\nSecond line ✓\n")]
     assert load_corpus(str(path)) == load_corpus(path)
+    # The digest is of the file as stored (BOM and CRLF included), for results.json.
+    [document] = load_corpus(path)
+    assert document.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_user_folder_recursive_sorted(tmp_path):

@@ -19,7 +19,8 @@ or a document boundary, so train and eval windows never share text.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
@@ -57,6 +58,9 @@ class Document:
 
     name: str
     text: str
+    # sha256 of the file's bytes as read ("" for a text made in code): records which data
+    # a result was measured on.
+    sha256: str = field(default="", compare=False)
 
 
 def _read_text(path: Path, name: str) -> Document:
@@ -84,7 +88,7 @@ def _read_text(path: Path, name: str) -> Document:
     text = text.replace("\r\n", "\n")
     if not text.strip():
         raise MyopiaError(f"text file {path} is empty")
-    return Document(name=name, text=text)
+    return Document(name=name, text=text, sha256=hashlib.sha256(raw).hexdigest())
 
 
 def shakespeare_corpus() -> list[Document]:

@@ -91,7 +91,7 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
     ]
     assert {sec["device"] for sec in sections.values()} == {"cpu"}  # this machine has no GPU
     assert saved["data_sha256"]["tables"] == table_sha256()
-    text_hashes = saved["data_sha256"]["text"]  # the default corpus, read by the text sections
+    text_hashes = saved["data_sha256"]["text"]  # each file of the default corpus
     assert text_hashes and all(re.fullmatch("[0-9a-f]{64}", h) for h in text_hashes.values())
     c1b = sections["C1b"]
     share = c1b["numbers"]["overall"]

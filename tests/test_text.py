@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from myopia.data.text import Document, load_corpus, split_text, token_chunks
+from myopia.data.text import Document, corpus_sha256, load_corpus, split_text, token_chunks
 from myopia.errors import MyopiaError
 
 needs_shakespeare = pytest.mark.skipif(
@@ -67,8 +67,7 @@ def test_user_file_any_suffix(tmp_path):
     assert load_corpus(path) == [Document("notes.md", "First line\nSecond line ✓\n")]
     assert load_corpus(str(path)) == load_corpus(path)
     # The digest is of the file as stored (BOM and CRLF included), for results.json.
-    [document] = load_corpus(path)
-    assert document.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert corpus_sha256(path) == {"notes.md": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def test_user_folder_recursive_sorted(tmp_path):

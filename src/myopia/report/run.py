@@ -11,6 +11,7 @@ from dataclasses import asdict
 import torch
 
 import myopia
+from myopia.data.text import corpus_sha256
 from myopia.errors import MyopiaError
 from myopia.faithfulness.records import table_sha256
 from myopia.io import atomic_write_json, atomic_write_text
@@ -100,6 +101,17 @@ def _claim_verdict(claim_id: str, results: dict[str, registry.SectionResult]) ->
     return rule(results)
 
 
+def _data_sha256(config: ReportConfig) -> dict[str, dict[str, str]]:
+    """Which data the numbers come from: the packaged tables the C6-C8 generators sample
+    from, and each file of the text (none when the default corpus is not installed, in
+    which case no section could read it)."""
+    try:
+        text = corpus_sha256(config.text)
+    except MyopiaError:
+        text = {}
+    return {"tables": table_sha256(), "text": text}
+
+
 def run_report(config: ReportConfig) -> dict:
     """Run the report; write ``index.html`` and ``results.json`` into ``config.out``.
 
@@ -151,9 +163,7 @@ def run_report(config: ReportConfig) -> dict:
             "gpus": [torch.cuda.get_device_name(i) for i in _gpus()],
             "threads": torch.get_num_threads(),
         },
-        # Which data the numbers come from: the packaged tables the C6-C8 generators
-        # sample from, and each file of the text, if a section read it.
-        "data_sha256": {"tables": table_sha256(), "text": ctx.text_sha256()},
+        "data_sha256": _data_sha256(config),
         "claims": claims,
     }
     atomic_write_json(config.out / "results.json", output)

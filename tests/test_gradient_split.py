@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from myopia.attention.reference import reference_myopic_gradient
 from myopia.errors import MyopiaError
 from myopia.gradients.future_share import measure_future_share
+from myopia.gradients.reference import reference_myopic_gradient
 from myopia.gradients.split import parameter_group, split_gradient
 from test_myopic_attention import assert_close, make_batch, tiny_model
 

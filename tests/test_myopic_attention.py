@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from myopia.attention import current_mode, myopic, set_myopic
-from myopia.attention.reference import reference_myopic_gradient
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, mean_token_loss
+from myopia.gradients.reference import reference_myopic_gradient
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
 
 # Llama's RMSNorm computes in float32 even in a float64 model (transformers' choice), so

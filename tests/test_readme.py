@@ -18,6 +18,7 @@ def test_readme_has_the_two_setup_commands_and_the_loom_one():
     assert len(commands) == 3
     assert commands[0].endswith("myopia report")
     assert commands[1].endswith("python -m pytest") and "apt-get install" in commands[1]
+    assert ".venv/bin/ruff check . && " in commands[1]  # lint fails the run before the tests
     assert commands[2].endswith("myopia loom story.sqlite")
     for command in commands:
         assert "torch==2.13.0" in command and "requirements-nodeps.txt" in command

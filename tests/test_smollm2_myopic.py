@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from myopia.attention.reference import reference_myopic_gradient
 from myopia.errors import MyopiaError
+from myopia.gradients.reference import reference_myopic_gradient
 from myopia.models.loading import load_model
 from test_myopic_attention import assert_both_paths_match
 

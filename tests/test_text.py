@@ -1,12 +1,13 @@
 """Text corpora and token windows, with the offline byte-level tokenizer (ByT5)."""
 
+import hashlib
 import importlib.metadata
 
 import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from myopia.data.text import Document, load_corpus, split_text, token_chunks
+from myopia.data.text import Document, corpus_sha256, load_corpus, split_text, token_chunks
 from myopia.errors import MyopiaError
 
 needs_shakespeare = pytest.mark.skipif(
@@ -65,6 +66,8 @@ def test_user_file_any_suffix(tmp_path):
     path.write_bytes(b"\xef\xbb\xbfFirst line\r\nSecond line \xe2\x9c\x93\r\n")  # BOM, CRLF
     assert load_corpus(path) == [Document("notes.md", "First line\nSecond line ✓\n")]
     assert load_corpus(str(path)) == load_corpus(path)
+    # The digest is of the file as stored (BOM and CRLF included), for results.json.
+    assert corpus_sha256(path) == {"notes.md": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def test_user_folder_recursive_sorted(tmp_path):

@@ -1,4 +1,5 @@
-"""Myopic attention: the functions, their registration, the switch, and the reference."""
+"""Myopic attention: the functions, their registration and the switch (the brute-force
+reference they are tested against is ``myopia.gradients.reference``)."""
 
 from myopia.attention.functions import MODES
 from myopia.attention.switch import (

@@ -19,7 +19,7 @@ The modes (see CLAIMS.md for the definitions):
 Each mode has a fast function (the fused kernel scaled_dot_product_attention uses, plus
 O(T) work in backward) and an eager one (materialises and returns the attention matrix).
 Tests compare both with a brute-force reference that applies the definitions one target
-position at a time (``reference.py``).
+position at a time (``myopia/gradients/reference.py``).
 
 How one pass gives the myopic gradient: every query sees the keys and values through a
 "past" channel (constants in ``kv`` mode, weight-only in ``residual`` mode), which fixes

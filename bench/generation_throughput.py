@@ -1,22 +1,25 @@
-"""Sampling throughput of the local engine against plain ``generate()`` of transformers.
+"""Throughput of the one generation path against plain ``generate()`` of transformers.
 
-Both sample n continuations of the same prefix with the same settings (temperature 1,
-top-p 1, no top-k, the same max tokens); each timed call is a whole generation, from
-the prompt's ids to the finished continuations, detokenization and per-token
-log-probabilities included for the engine. The two run alternately, after a warm-up of
-each, so that machine noise hits both alike. Throughput counts the tokens each actually
-computed (an end-of-text token included; rows that end early stop counting), and the
-ratio is the median of the per-pair ratios. ``generate()`` encodes the prefix once per
-row; the engine encodes it once in all.
+Both continue the same prompts with the same settings (temperature 1, no top-p, no
+top-k, the same seed and max tokens). The generation path draws exactly as ``generate()``
+does (``myopia.generation.decode``), so both compute the same tokens, and the bench
+checks that they did: the ratio of tokens per second is then a ratio of times for the
+same work. Each timed call is a whole generation, from the prompts' ids to the finished
+continuations; for the engine that includes detokenisation, per-token log-probabilities
+and, with ``alternatives`` > 0, the top alternatives at every step and their texts.
 
-    python bench/generation_throughput.py                    # SmolLM2, n = 4, 256 + 64 tokens
+Two shapes, each with alternatives off (0) and on (5): one prompt (batch 1) and
+``--prompts`` prompts of different lengths (left-padded) in one batch. For each, the two
+run alternately after a warm-up of each, so that machine noise hits both alike; the ratio
+is the median of the per-pair ratios.
+
+    python bench/generation_throughput.py                    # SmolLM2, 1 and 8 prompts, 64 tokens
     python bench/generation_throughput.py --model "fresh-llama:d_model=64,n_layers=2" --repeats 9
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import platform
 import statistics
 import time
@@ -27,94 +30,120 @@ from transformers import GenerationConfig
 
 from myopia.data.text import load_corpus
 from myopia.errors import MyopiaError
-from myopia.generation import LocalEngine, SamplingSettings
+from myopia.generation import DecodeOptions, SamplingSettings
+from myopia.generation.decode import end_of_text_ids, generate_ids
 from myopia.models.loading import load_model
 
 
-def prefix_text(tokenizer, n_tokens: int, seed: int = 0) -> str:
-    """About ``n_tokens`` tokens of natural text from the corpus (random tokens if there
-    is no corpus)."""
+def prompt_ids(tokenizer, count: int, shortest: int, seed: int = 0) -> list[list[int]]:
+    """``count`` prompts of natural text (random tokens if there is no corpus), of
+    lengths from ``shortest`` up, so that a batch of them needs padding."""
+    lengths = [shortest + 5 * i for i in range(count)]
     try:
-        text = load_corpus()[0].text[: 20 * n_tokens]  # a play's opening
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:n_tokens]
+        text = load_corpus()[0].text
+        ids = tokenizer(text[: 20 * (max(lengths) + 10 * count)], add_special_tokens=False)
+        ids = ids["input_ids"]
     except MyopiaError:
         generator = torch.Generator().manual_seed(seed)
-        ids = torch.randint(0, tokenizer.vocab_size, (n_tokens,), generator=generator).tolist()
-    return tokenizer.decode(ids)
+        size = max(lengths) + 10 * count
+        ids = torch.randint(0, tokenizer.vocab_size, (size,), generator=generator).tolist()
+    return [ids[10 * i : 10 * i + n] for i, n in enumerate(lengths)]
 
 
-def engine_run(engine, prompt: str, settings: SamplingSettings, n: int) -> int:
-    """Sample with the engine; the number of tokens computed."""
-    rows = engine.complete(prompt, settings, n=n, alternatives=5)
-    return sum(len(r.tokens) + (r.finish_reason == "eos") for r in rows)
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])  # (B, T)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])  # (B, T)
+    return ids, mask
 
 
-def transformers_run(model, input_ids, config: GenerationConfig, end_ids, seed: int) -> int:
-    """Sample with ``model.generate``; the number of tokens computed up to each row's end."""
+def computed(rows: list[tuple[list[int], bool]]) -> int:
+    """Tokens computed: each row's, and its end of text where it has one."""
+    return sum(len(ids) + ended for ids, ended in rows)
+
+
+def engine_run(model, tokenizer, prompts, settings, alternatives, end_ids):
+    """Each row's new tokens before its end, and whether it ended at an end of text."""
+    options = DecodeOptions(alternatives=alternatives)
+    out = generate_ids(model, tokenizer, prompts, settings, 1, options, len(prompts), end_ids)
+    return [(list(c.token_ids), c.finish_reason == "eos") for [c] in out]
+
+
+def transformers_run(model, ids, mask, config, seed, end_ids):
+    """The same as ``engine_run``, from ``model.generate``."""
     torch.manual_seed(seed)
-    out = model.generate(input_ids=input_ids, generation_config=config)  # (n, T + new)
-    total = 0
-    for row in out[:, input_ids.shape[1] :].tolist():
-        ends = [i for i, t in enumerate(row) if t in end_ids]
-        total += ends[0] + 1 if ends else len(row)
-    return total
+    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    rows = []
+    for row in out[:, ids.shape[1] :].tolist():
+        end = next((i for i, t in enumerate(row) if t in end_ids), None)
+        rows.append((row, False) if end is None else (row[:end], True))
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2", help="any load_model spec")
-    parser.add_argument("--n", type=int, default=4, help="continuations of the prefix")
-    parser.add_argument("--prefix-tokens", type=int, default=256)
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=5, help="timed pairs")
-    args = parser.parse_args()
-
-    model, tokenizer = load_model(args.model)
-    model.eval()
-    engine = LocalEngine(model, tokenizer, name=args.model)
-    prompt = prefix_text(tokenizer, args.prefix_tokens)
-    input_ids = torch.tensor([tokenizer(prompt, add_special_tokens=False)["input_ids"]])
-    settings = SamplingSettings(max_new_tokens=args.max_new_tokens, temperature=1.0, seed=0)
+def compare(model, tokenizer, prompts, args, alternatives: int) -> float:
+    """Alternate the two; print each pair; return the median ratio engine / generate()."""
+    end_ids = end_of_text_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
+    ids, mask = left_padded(prompts, pad)
     config = GenerationConfig(
         max_new_tokens=args.max_new_tokens,
         do_sample=True,
         temperature=1.0,
         top_p=1.0,
-        top_k=None,
-        num_return_sequences=args.n,
-        pad_token_id=tokenizer.eos_token_id,
-        eos_token_id=sorted(engine.end_ids),
+        top_k=0,  # none (None would fill in generate()'s default of 50)
+        pad_token_id=pad,
+        eos_token_id=sorted(end_ids),
     )
+    ratios = []
+    for repeat in range(args.repeats + 1):  # the first pair is the warm-up
+        settings = SamplingSettings(args.max_new_tokens, temperature=1.0, seed=repeat)
+        start = time.perf_counter()
+        ours = engine_run(model, tokenizer, prompts, settings, alternatives, end_ids)
+        engine_s = time.perf_counter() - start
+        start = time.perf_counter()
+        theirs = transformers_run(model, ids, mask, config, repeat, end_ids)
+        generate_s = time.perf_counter() - start
+        if ours != theirs:
+            raise SystemExit("the engine and generate() computed different tokens")
+        tokens = computed(theirs)
+        if repeat == 0:
+            continue
+        ratios.append(generate_s / engine_s)
+        print(
+            f"    pair {repeat}: {tokens} tokens; engine {tokens / engine_s:7.1f} tok/s, "
+            f"generate() {tokens / generate_s:7.1f} tok/s, ratio {ratios[-1]:.2f}",
+            flush=True,
+        )
+    return statistics.median(ratios)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2", help="any load_model spec")
+    parser.add_argument("--prompts", type=int, default=8, help="prompts in the batched shape")
+    parser.add_argument("--prompt-tokens", type=int, default=32, help="the shortest prompt")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="timed pairs per shape")
+    args = parser.parse_args()
+
+    model, tokenizer = load_model(args.model)
+    model.eval()
+    prompts = prompt_ids(tokenizer, args.prompts, args.prompt_tokens)
     print(
         f"{date.today()}, {platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}; model {args.model}; n = {args.n} continuations of a "
-        f"{input_ids.shape[1]}-token prefix, up to {args.max_new_tokens} new tokens, "
-        f"temperature 1; median of {args.repeats} alternating pairs after a warm-up",
+        f"torch {torch.__version__}; model {args.model}; up to {args.max_new_tokens} new "
+        f"tokens, temperature 1; median of {args.repeats} alternating pairs after a warm-up",
         flush=True,
     )
+    results = {}
     with torch.inference_mode():
-        engine_run(engine, prompt, settings, args.n)
-        transformers_run(model, input_ids, config, engine.end_ids, 0)
-        engine_rates, hf_rates, ratios = [], [], []
-        for repeat in range(args.repeats):
-            start = time.perf_counter()
-            seeded = dataclasses.replace(settings, seed=repeat)
-            engine_tokens = engine_run(engine, prompt, seeded, args.n)
-            engine_rate = engine_tokens / (time.perf_counter() - start)
-            start = time.perf_counter()
-            hf_tokens = transformers_run(model, input_ids, config, engine.end_ids, repeat)
-            hf_rate = hf_tokens / (time.perf_counter() - start)
-            engine_rates.append(engine_rate)
-            hf_rates.append(hf_rate)
-            ratios.append(engine_rate / hf_rate)
-            print(
-                f"  pair {repeat + 1}: engine {engine_tokens} tokens, {engine_rate:7.1f} tok/s; "
-                f"generate() {hf_tokens} tokens, {hf_rate:7.1f} tok/s",
-                flush=True,
-            )
-    print(f"engine (LocalEngine.complete)   {statistics.median(engine_rates):8.1f} tokens/s")
-    print(f"transformers model.generate()   {statistics.median(hf_rates):8.1f} tokens/s")
-    print(f"ratio engine / generate()       {statistics.median(ratios):8.2f}")
+        for shape, chosen in (("batch 1", prompts[:1]), (f"{args.prompts} prompts", prompts)):
+            for alternatives in (0, 5):
+                name = f"{shape}, alternatives {alternatives}"
+                print(f"  {name} (prompts of {len(chosen[0])}-{len(chosen[-1])} tokens)")
+                results[name] = compare(model, tokenizer, chosen, args, alternatives)
+    for name, ratio in results.items():
+        print(f"ratio engine / generate(), {name:28s} {ratio:6.2f}")
 
 
 if __name__ == "__main__":

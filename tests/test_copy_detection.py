@@ -39,7 +39,7 @@ from myopia.faithfulness.quote_data import (
 )
 from myopia.faithfulness.records import read_records, write_records
 from myopia.faithfulness.span_match import label_quote
-from myopia.generation import Generation
+from myopia.generation.types import Continuation, GeneratedToken, TokenChoice
 from myopia.heads import attention_patterns
 from myopia.models.loading import load_model
 from myopia.report.registry import FAILED, SectionResult
@@ -253,6 +253,16 @@ def test_rule_on_hand_made_numbers():
     )
 
 
+def planted_quote(tokenizer, text: str) -> Continuation:
+    """``text`` as if the model had written it: detect_copy reads a quote's text and token
+    ids (its own forward pass gives the log-probabilities, so none are made up here)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    tokens = tuple(
+        GeneratedToken(TokenChoice(tokenizer.decode([i]), float("nan"), i), ()) for i in ids
+    )
+    return Continuation(text=text, tokens=tokens, finish_reason="stop")
+
+
 def test_detect_copy_end_to_end_on_a_tiny_model(tiny, tmp_path, corpus):
     """Planted quotes: half copy a line of the context, half invent one, read by the
     tiny model as its own continuation; the pipeline labels, reads and scores them."""
@@ -262,8 +272,7 @@ def test_detect_copy_end_to_end_on_a_tiny_model(tiny, tmp_path, corpus):
     for i, r in enumerate(requests):
         line = r.context.split("\n")[i % 3]
         text = line if i % 2 == 0 else "the quick brown fox jumps over lazy dogs"
-        ids = tuple(tokenizer(text, add_special_tokens=False)["input_ids"])
-        generations.append(Generation(prompt=quote_prompt(r), text=text, token_ids=ids))
+        generations.append(planted_quote(tokenizer, text))
     config = CopyDetectionConfig(n_folds=3, n_resamples=200, induction_tokens=8)
     result = detect_copy(model, tokenizer, requests, config, generations=generations)
     counts = result.label_counts()["exact"]

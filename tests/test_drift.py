@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from transformers import GenerationConfig
 
 from conftest import TINY_LLAMA as TINY  # the model of the `tiny` fixture
 from myopia.drift import DriftConfig, measure_drift, sample_pairs
@@ -33,6 +34,24 @@ def test_pairs_share_the_prompt_and_length_and_are_seeded(tiny):
     assert torch.equal(sample_pairs(model, windows, 8, seed=1).generated, pairs.generated)
     with pytest.raises(MyopiaError):
         sample_pairs(model, windows, prompt_len=20)
+
+
+def test_pairs_are_transformers_pure_sampling_with_end_of_text_suppressed(tiny):
+    """The reference: generate() at temperature 1 with no top-k (``top_k=0``: it would
+    otherwise fill in a top-k of 50), end of text held off by ``min_new_tokens``, seeded
+    through the global random state, over the same batches."""
+    model, tokenizer = tiny
+    windows = natural_windows(tokenizer, 5, 16)
+    pairs = sample_pairs(model, windows, prompt_len=6, seed=4, batch_size=2)
+    config = GenerationConfig(
+        do_sample=True, temperature=1.0, top_p=1.0, top_k=0, max_new_tokens=10,
+        min_new_tokens=10, pad_token_id=0, eos_token_id=model.config.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(4)
+    expected = torch.cat(
+        [model.generate(input_ids=b, generation_config=config) for b in windows[:, :6].split(2)]
+    )
+    assert torch.equal(pairs.generated, expected)
 
 
 def test_nll_and_pooled_states_equal_a_plain_forward_pass(tiny):

@@ -16,7 +16,8 @@ PROMPT = "Hello there, general"
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny_gqa():
+    """A seeded tiny Llama with grouped-query attention (4 heads sharing 2 key/values)."""
     torch.manual_seed(0)
     model, tokenizer = load_model(TINY)
     return model.eval(), tokenizer
@@ -88,8 +89,8 @@ def assert_same_continuation(a, b) -> None:
     assert_same_tokens(a.tokens, b.tokens)
 
 
-def test_greedy_is_the_argmax_of_a_no_cache_forward_pass_at_every_step(tiny):
-    model, tokenizer = tiny
+def test_greedy_is_the_argmax_of_a_no_cache_forward_pass_at_every_step(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer, name="tiny")
     settings = SamplingSettings(max_new_tokens=12)
     rows = engine.complete(PROMPT, settings, n=2, alternatives=4)
@@ -106,8 +107,8 @@ def test_greedy_is_the_argmax_of_a_no_cache_forward_pass_at_every_step(tiny):
     assert "".join(t.chosen.text for t in row.tokens) == row.text
 
 
-def test_greedy_equals_transformers_generate(tiny):
-    model, tokenizer = tiny
+def test_greedy_equals_transformers_generate(tiny_gqa):
+    model, tokenizer = tiny_gqa
     [row] = LocalEngine(model, tokenizer).complete(PROMPT, SamplingSettings(max_new_tokens=10))
     ids = torch.tensor([prompt_ids(tokenizer)])  # (1, T)
     out = model.generate(
@@ -137,8 +138,8 @@ def test_sampled_rows_match_the_reference_while_rows_finish_at_different_steps(p
         assert not set(t.chosen.token_id for t in row.tokens) & engine.end_ids
 
 
-def test_same_seed_same_continuations_whatever_the_global_random_state(tiny):
-    model, tokenizer = tiny
+def test_same_seed_same_continuations_whatever_the_global_random_state(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     settings = SamplingSettings(max_new_tokens=8, temperature=1.0, seed=7)
     torch.manual_seed(1)
@@ -152,8 +153,8 @@ def test_same_seed_same_continuations_whatever_the_global_random_state(tiny):
     assert [r.text for r in other_seed] != [r.text for r in first]
 
 
-def test_a_tiny_top_p_keeps_only_the_argmax(tiny):
-    model, tokenizer = tiny
+def test_a_tiny_top_p_keeps_only_the_argmax(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     greedy = engine.complete(PROMPT, SamplingSettings(max_new_tokens=8))[0]
     nucleus = engine.complete(PROMPT, SamplingSettings(8, temperature=1.5, top_p=1e-6), n=3)
@@ -185,8 +186,8 @@ def test_stop_helpers_cut_inside_and_across_tokens():
     assert cut_pieces(["ab", "cd"], 0) == []
 
 
-def test_a_stop_string_straddling_two_tokens_cuts_the_text_before_it(tiny):
-    model, tokenizer = tiny
+def test_a_stop_string_straddling_two_tokens_cuts_the_text_before_it(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     [full] = engine.complete(PROMPT, SamplingSettings(max_new_tokens=16))
     pieces = [t.chosen.text for t in full.tokens]
@@ -206,8 +207,8 @@ def test_a_stop_string_straddling_two_tokens_cuts_the_text_before_it(tiny):
     assert_same_tokens(cut.tokens[:-1], full.tokens[: len(cut.tokens) - 1])
 
 
-def test_a_stop_string_at_the_first_token_gives_an_empty_continuation(tiny):
-    model, tokenizer = tiny
+def test_a_stop_string_at_the_first_token_gives_an_empty_continuation(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     [full] = engine.complete(PROMPT, SamplingSettings(max_new_tokens=4))
     first_char = next(t.chosen.text for t in full.tokens if t.chosen.text)[0]
@@ -215,8 +216,8 @@ def test_a_stop_string_at_the_first_token_gives_an_empty_continuation(tiny):
     assert full.text.index(first_char) == len(cut.text) and cut.finish_reason == "stop"
 
 
-def test_end_of_text_ends_a_row_without_the_end_token(tiny):
-    model, tokenizer = tiny
+def test_end_of_text_ends_a_row_without_the_end_token(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     [full] = engine.complete(PROMPT, SamplingSettings(max_new_tokens=10))
     ids = [t.chosen.token_id for t in full.tokens]
@@ -226,8 +227,8 @@ def test_end_of_text_ends_a_row_without_the_end_token(tiny):
     assert [t.chosen.token_id for t in ended.tokens] == ids[: ids.index(ids[4])]
 
 
-def test_bad_requests_are_one_line_errors(tiny):
-    model, tokenizer = tiny
+def test_bad_requests_are_one_line_errors(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
     with pytest.raises(MyopiaError, match="exceeds the model's context of 512"):
         engine.complete(PROMPT, SamplingSettings(max_new_tokens=510))
@@ -239,22 +240,25 @@ def test_bad_requests_are_one_line_errors(tiny):
         engine.complete(PROMPT, SamplingSettings(temperature=-1))
 
 
-def test_no_alternatives_asked_none_given(tiny):
-    model, tokenizer = tiny
+def test_no_alternatives_asked_none_given(tiny_gqa):
+    model, tokenizer = tiny_gqa
     [row] = LocalEngine(model, tokenizer).complete(PROMPT, SamplingSettings(4), alternatives=0)
     assert len(row.tokens) == 4 and all(t.alternatives == () for t in row.tokens)
 
 
-def test_complete_many_is_complete_for_each_prompt(tiny):
-    model, tokenizer = tiny
+def test_complete_many_decodes_prompts_together_as_each_alone(tiny_gqa):
+    model, tokenizer = tiny_gqa
     engine = LocalEngine(model, tokenizer)
-    settings = SamplingSettings(max_new_tokens=5, temperature=1.0, seed=3)
-    many = engine.complete_many(["One", "Two"], settings, n=2)
-    assert many == [engine.complete("One", settings, 2), engine.complete("Two", settings, 2)]
+    settings = SamplingSettings(max_new_tokens=5)
+    prompts = ["One", "Two and three more words"]  # the first is left-padded in the batch
+    many = engine.complete_many(prompts, settings, n=2, alternatives=3)
+    for prompt, rows in zip(prompts, many, strict=True):
+        for together, alone in zip(rows, engine.complete(prompt, settings, 2, 3), strict=True):
+            assert_same_continuation(together, alone)
 
 
-def test_in_place_decoding_holds_partial_characters_back(tiny):
-    _, tokenizer = tiny  # bytes: "é" is two tokens
+def test_in_place_decoding_holds_partial_characters_back(tiny_gqa):
+    _, tokenizer = tiny_gqa  # bytes: "é" is two tokens
     decoder = InPlaceDecoder(tokenizer, prompt_ids(tokenizer, "caf"))
     ids = prompt_ids(tokenizer, "é!")
     pieces = [decoder.push(i) for i in ids] + [decoder.flush()]

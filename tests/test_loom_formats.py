@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from myopia.errors import CorruptFileError
-from myopia.generation.batched import SamplingSettings
+from myopia.generation.settings import SamplingSettings
 from myopia.loom import formats, weave
 from myopia.loom.demo_backend import DemoBackend
 from myopia.loom.store import LoomStore, TreeNotEmptyError

@@ -4,9 +4,10 @@ Each row of ``windows`` is ``prompt_len`` tokens of prompt followed by the natur
 continuation. The model continues each prompt by pure sampling (temperature 1, no top-p:
 its own distribution) for exactly as many tokens as the natural continuation, so both
 versions of a prompt have the same length and every position can be compared. The
-end-of-text token is suppressed (``min_new_tokens``): a natural window never ends early,
-and a row that did would leave nothing to compare at later positions; the renormalised
-distribution differs from the model's only by the end-of-text token's probability.
+end-of-text token is never drawn (``DecodeOptions(end_of_text=False)``): a natural window
+never ends early, and a row that did would leave nothing to compare at later positions;
+the renormalised distribution differs from the model's only by the end-of-text token's
+probability. Sampling goes through the one generation path (``myopia.generation``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig
 
 from myopia.errors import MyopiaError
-from myopia.progress import track
+from myopia.generation.decode import DecodeOptions, sample_token_ids
+from myopia.generation.settings import SamplingSettings
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,6 @@ class ContinuationPairs:
         return self.natural.shape[1] - self.prompt_len
 
 
-@torch.no_grad()
 def sample_pairs(
     model,
     windows: torch.Tensor,
@@ -48,24 +48,10 @@ def sample_pairs(
             f"windows of {width} tokens cannot hold a {prompt_len}-token prompt and a "
             "continuation: make the windows longer or the prompt shorter"
         )
-    config = GenerationConfig(
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=None,
-        max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
-        pad_token_id=model.config.eos_token_id or 0,
-        eos_token_id=model.config.eos_token_id,
-    )
-    device = next(model.parameters()).device
-    torch.manual_seed(seed)
     prompts = windows[:, :prompt_len]
-    generated = []
-    for start in track(range(0, n, batch_size), "sampling continuations", enabled=show_progress):
-        batch = prompts[start : start + batch_size].to(device)
-        out = model.generate(
-            input_ids=batch, attention_mask=torch.ones_like(batch), generation_config=config
-        )
-        generated.append(out.cpu())  # (b, prompt_len + new_tokens)
-    return ContinuationPairs(prompt_len, windows.clone(), torch.cat(generated))
+    settings = SamplingSettings(max_new_tokens=new_tokens, temperature=1.0, seed=seed)
+    sampled = sample_token_ids(
+        model, prompts, settings, DecodeOptions(end_of_text=False), batch_size, show_progress
+    )
+    generated = torch.cat([prompts, torch.tensor(sampled, dtype=prompts.dtype)], dim=1)
+    return ContinuationPairs(prompt_len, windows.clone(), generated)

@@ -41,7 +41,7 @@ from myopia.faithfulness.span_match import (
     QuoteLabel,
     label_quote,
 )
-from myopia.generation import Generation, SamplingSettings, generate
+from myopia.generation import Continuation, DecodeOptions, SamplingSettings, generate
 from myopia.heads import detect_heads, repeated_random_tokens
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt  # the one place that picks the file-only backend
@@ -56,6 +56,8 @@ __all__ = [
 ]
 
 STOP = ('"', "\n")  # a quote ends at its closing mark or at the end of the line
+# A quote is whole tokens (its token ids are read back), so a stop drops the whole token.
+WHOLE_TOKENS = DecodeOptions(whole_token_stops=True)
 EXTRA_FEATURES = ("span length (tokens)", "mean log-prob")
 
 
@@ -149,7 +151,7 @@ def detect_copy(
     tokenizer,
     requests: list[QuoteRequest],
     config: CopyDetectionConfig = CopyDetectionConfig(),
-    generations: list[Generation] | None = None,
+    generations: list[Continuation] | None = None,
 ) -> CopyDetectionResult:
     """Generate, label, read features and score detectors (module docstring)."""
     if not requests:
@@ -168,6 +170,7 @@ def detect_copy(
                 tokenizer,
                 prompts,
                 settings,
+                options=WHOLE_TOKENS,
                 batch_size=config.batch_size,
                 show_progress=config.show_progress,
             )

@@ -43,7 +43,7 @@ from myopia.faithfulness.article_data import (
 from myopia.faithfulness.classify import classify_answer
 from myopia.faithfulness.continuation_scores import ScoreRequest, score_requests
 from myopia.faithfulness.phrasing_classes import disjoint_phrasings, log_sum_exp
-from myopia.generation import SamplingSettings, generate
+from myopia.generation import DecodeOptions, SamplingSettings, generate
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt
 from myopia.stats import Interval, cluster_bootstrap_mean
@@ -52,6 +52,8 @@ PLAIN = "plain"
 SELECTION, VERDICT = "selection", "verdict"
 Scorer = Callable[..., list[list[float]]]
 ClosedBook = Callable[[list[str]], dict[str, str]]
+# Answers are whole tokens: the line break's token is dropped with whatever it carries.
+WHOLE_TOKENS = DecodeOptions(whole_token_stops=True)
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,9 @@ def greedy_closed_book(model, tokenizer, config: OffContextConfig) -> ClosedBook
         limit = config.closed_book_tokens
         settings = SamplingSettings(max_new_tokens=limit, stop=("\n",))
         prompts = [closed_book_prompt(q) for q in questions]
-        generations = generate(model, tokenizer, prompts, settings, batch_size=config.batch_size)
+        generations = generate(
+            model, tokenizer, prompts, settings, options=WHOLE_TOKENS, batch_size=config.batch_size
+        )
         out = {}
         for question, [g] in zip(questions, generations, strict=True):
             text = g.text.split(". ")[0].rstrip()
@@ -287,7 +291,13 @@ def _sample(model, tokenizer, records, framings, closed, config) -> list[dict]:
     )
     prompts = ["".join(framed_prompt(r, f)) for r, f in jobs]
     generations = generate(
-        model, tokenizer, prompts, settings, n=config.samples, batch_size=config.batch_size
+        model,
+        tokenizer,
+        prompts,
+        settings,
+        n=config.samples,
+        options=WHOLE_TOKENS,
+        batch_size=config.batch_size,
     )
     return [
         {

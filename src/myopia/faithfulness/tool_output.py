@@ -28,7 +28,7 @@ from myopia.faithfulness.classify import classify_tool_reply
 from myopia.faithfulness.continuation_scores import ScoreRequest, score_requests
 from myopia.faithfulness.phrasing_classes import log_sum_exp
 from myopia.faithfulness.tool_output_data import OUTPUT_KINDS, ToolTranscript
-from myopia.generation import SamplingSettings, generate
+from myopia.generation import DecodeOptions, SamplingSettings, generate
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt
 from myopia.stats import Interval, cluster_bootstrap_mean
@@ -167,6 +167,7 @@ def _sample(model, tokenizer, records, config: ToolOutputConfig) -> list[dict]:
         [r.prompt for r in chosen],
         settings,
         n=config.samples,
+        options=DecodeOptions(whole_token_stops=True),  # a reply ends at a whole token
         batch_size=config.batch_size,
         show_progress=config.show_progress,
     )

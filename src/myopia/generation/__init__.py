@@ -1,9 +1,10 @@
 """Generating text from a loaded model or from an OpenAI-compatible server.
 
 - ``settings``: ``SamplingSettings``, what every backend takes;
-- ``batched``: ``generate``, many prompts through transformers' ``generate()`` (experiments);
-- ``engine``: ``LocalEngine``, n continuations of one prefix with a shared KV cache,
-  per-token log-probabilities and alternatives (the loom);
+- ``decode``: ``generate``, the one generation path: n continuations of many prompts with
+  a shared KV cache, one rule each for sampling, seeding, stop strings and end of text;
+  ``DecodeOptions`` names where callers differ;
+- ``engine``: ``LocalEngine``, the loom's backend over that path;
 - ``openai_backend``: ``OpenAIBackend``, the same for an OpenAI-compatible server;
 - ``types``: what a backend returns, and the ``Backend`` protocol.
 
@@ -14,8 +15,9 @@ import importlib
 
 _PUBLIC = {
     "SamplingSettings": "myopia.generation.settings",
-    "Generation": "myopia.generation.batched",
-    "generate": "myopia.generation.batched",
+    "Continuation": "myopia.generation.types",
+    "DecodeOptions": "myopia.generation.decode",
+    "generate": "myopia.generation.decode",
     "LocalEngine": "myopia.generation.engine",
     "OpenAIBackend": "myopia.generation.openai_backend",
 }

@@ -35,6 +35,11 @@ class Continuation:
     tokens: tuple[GeneratedToken, ...]  # the tokens whose texts make up ``text``
     finish_reason: FinishReason
 
+    @property
+    def token_ids(self) -> tuple[int | None, ...]:
+        """The chosen tokens' ids (a local model always knows them)."""
+        return tuple(t.chosen.token_id for t in self.tokens)
+
 
 class Backend(Protocol):
     name: str  # what produced the text, e.g. "smollm2" or "openai:http://host/v1 model-x"

@@ -26,6 +26,7 @@ from myopia.training.choice_task import (
     on_policy_surrogate,
     train_choice,
 )
+from myopia.training.myopic_action import MyopicActionConfig
 
 # A budget at which a run takes about a second on one thread.
 SHORT = dict(steps=60, batch_size=64, lr=5e-3, warmup_steps=5, eval_every=20)
@@ -163,8 +164,8 @@ def test_a_run_is_fixed_by_its_seed_and_the_myopic_regime_changes_the_gradient()
 
 
 def test_section_writes_its_plot_with_data_and_decides_by_the_rule(tmp_path, monkeypatch):
-    tiny = ChoiceConfig(steps=4, batch_size=8, warmup_steps=1, eval_every=2)
-    monkeypatch.setattr(c2, "QUICK_CONFIG", tiny)
+    tiny = MyopicActionConfig(steps=4, batch_size=8, warmup_steps=1, eval_every=2)
+    monkeypatch.setattr(MyopicActionConfig, "quick", classmethod(lambda cls: tiny))
     config = ReportConfig(out=tmp_path, quick=True, seed=5, show_progress=False)
     result = c2.myopic_action(ReportContext(config, model=None, tokenizer=None, model_info={}))
     assert result.budget["seeds"] == [5, 6, 7] and result.budget["steps"] == 4

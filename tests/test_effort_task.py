@@ -3,6 +3,7 @@ pairing of runs, the verdict rule, and the report section's files."""
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,10 +14,10 @@ from myopia.report.context import ReportConfig, ReportContext
 from myopia.report.registry import FAILED, MEASURED, SectionResult
 from myopia.stats import Interval, mean_ci
 from myopia.training.continuous import ContinuousFit
+from myopia.training.effort_allocation import EffortAllocationConfig, measure_effort_allocation
 from myopia.training.effort_task import (
     EffortTask,
     incentive_at,
-    measure_effort_allocation,
     train_effort,
 )
 
@@ -66,8 +67,8 @@ def test_normal_training_learns_the_later_part_and_myopic_training_does_not():
 
 
 def test_sweep_pairs_runs_by_seed():
-    fit = ContinuousFit(steps=2, batch_size=4, eval_batches=1)
-    result = measure_effort_allocation(EffortTask(seq_len=4), [4, 8], [0, 1], fit)
+    config = EffortAllocationConfig(widths=(4, 8), n_seeds=2, steps=2, batch_size=4, eval_batches=1)
+    result = measure_effort_allocation(config, task=EffortTask(seq_len=4))
     assert set(result.runs) == {(w, g, s) for w in (4, 8) for g in ("normal", "kv") for s in (0, 1)}
     for width in (4, 8):
         for seed in (0, 1):
@@ -94,11 +95,11 @@ def test_bad_settings_are_refused():
     ):
         with pytest.raises(MyopiaError):
             EffortTask(**bad)
-    fit = ContinuousFit(steps=1)
-    with pytest.raises(MyopiaError):
-        measure_effort_allocation(EffortTask(), [4], [0], fit)
-    with pytest.raises(MyopiaError):
-        measure_effort_allocation(EffortTask(), [4], [0, 1], fit, myopic_gradient="bigram")
+    config = EffortAllocationConfig(widths=(4,), steps=1)
+    with pytest.raises(MyopiaError, match="2 seeds"):
+        measure_effort_allocation(replace(config, n_seeds=1))
+    with pytest.raises(MyopiaError, match="myopic_gradient"):
+        measure_effort_allocation(replace(config, myopic_gradient="bigram"))
 
 
 def ci(low, high):
@@ -137,7 +138,8 @@ def test_claim_rule_decides_at_the_declared_width():
 
 
 def test_section_writes_its_plot_and_numbers(tmp_path, monkeypatch):
-    monkeypatch.setattr(c3, "QUICK", {"widths": (4, 8), "n_seeds": 2, "steps": 2})
+    tiny = EffortAllocationConfig(widths=(4, 8), n_seeds=2, steps=2)
+    monkeypatch.setattr(EffortAllocationConfig, "quick", classmethod(lambda cls: tiny))
     config = ReportConfig(out=tmp_path, quick=True, seed=7, show_progress=False)
     result = c3.effort_allocation(ReportContext(config, model=None, tokenizer=None, model_info={}))
     assert result.budget["seeds"] == [7, 8] and result.numbers["verdict_width"] == 4

@@ -1,4 +1,4 @@
-"""The myopia gap on natural text and the ``myopia gap`` / ``myopia train --task`` CLI."""
+"""The myopia gap on natural text, and ``myopia gap`` run as a user runs it."""
 
 import json
 
@@ -67,91 +67,14 @@ def test_bigram_baseline_is_evaluated_as_a_bigram_model(tmp_path, text_file):
     assert full[0] != pytest.approx(full[1], rel=1e-5)
 
 
-def test_gap_command_writes_json_and_plot(tmp_path):
+def test_gap_command_writes_json_and_plots(tmp_path):
+    """The real command line, once: a subprocess, as a user runs it."""
     out = tmp_path / "gap"
-    args = ["gap", "--seeds", "2", "--steps", "8", "--batch-size", "4", "--seq-len", "8"]
-    result = myopia(*args, "--d-model", "16", "--lags", "2", "--out", str(out), "--no-progress")
+    args = ["gap", "precaching", "--p", "1", "--gradient", "kv", "--seeds", "2", "--steps", "8"]
+    tiny = ["--batch-size", "4", "--seq-len", "8", "--d-model", "16", "--lags", "2"]
+    result = myopia(*args, *tiny, "--max-lag", "4", "--out", str(out), "--no-progress")
     assert result.returncode == 0, result.stderr
-    saved = json.loads((out / "gap.json").read_text())
-    assert saved["task"] == "precaching" and len(saved["losses"]["kv"]) == 2
-    assert "kv" in saved["gap_ci"] and (out / "gap.png").exists()
-    assert "kv" in result.stdout
-
-
-@pytest.mark.parametrize(
-    "bad, message",
-    [
-        (["gap", "--task", "chess"], "--task"),
-        (["gap", "--gradient", "bigram"], "bigram"),
-        (["train", "--task", "chess"], "--task"),
-        (["train", "--task", "choice", "--seq-len", "8"], "--seq-len"),
-    ],
-)
-def test_bad_task_options_are_one_line_errors(bad, message):
-    result = myopia(*bad)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-
-
-def test_train_precaching_task_refuses_to_overwrite_and_resumes(tmp_path):
-    out = tmp_path / "run"
-    args = [
-        "train",
-        "--task",
-        "precaching",
-        "--steps",
-        "6",
-        "--batch-size",
-        "4",
-        "--seq-len",
-        "8",
-        "--d-model",
-        "16",
-        "--warmup-steps",
-        "2",
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    first = myopia(*args)
-    assert first.returncode == 0, first.stderr
-    log = json.loads((out / "log.json").read_text())
-    assert log["log"][-1]["step"] == 6 and "eval_loss" in log["log"][-1]
-    assert (out / "loss_curve.png").exists()
-    again = myopia(*args)
-    assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = myopia(*args, "--resume")  # finished: continues nothing, same result
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((out / "log.json").read_text())["eval_loss"] == log["eval_loss"]
-
-
-@pytest.mark.parametrize(
-    "task, extra",
-    [
-        ("effort", ["--d-model", "8", "--gradient", "kv"]),
-        ("choice", ["--gradient", "on-policy", "--batch-size", "16"]),
-    ],
-)
-def test_train_runs_the_other_synthetic_tasks(tmp_path, task, extra):
-    out = tmp_path / task
-    result = myopia(
-        "train",
-        "--task",
-        task,
-        "--steps",
-        "25",
-        "--warmup-steps",
-        "2",
-        "--out",
-        str(out),
-        "--no-progress",
-        *extra,
-    )
-    assert result.returncode == 0, result.stderr
-    saved = json.loads((out / "log.json").read_text())
-    if task == "effort":
-        assert saved["current_loss"] > 0 and saved["later_loss"] > 0
-        assert saved["task"]["d_model"] == 8 and saved["fit"]["gradient"] == "kv"
-    else:
-        assert 0.0 <= saved["final_p_easy"]["on-policy"]["mean"] <= 1.0
+    saved = json.loads((out / "precaching_gap.json").read_text())
+    assert saved["config"]["ps"] == [1.0] and len(saved["settings"]["p = 1"]["kv"]["values"]) == 2
+    assert "p = 1, kv" in saved["gaps"] and (out / "precaching_loss.png").exists()
+    assert (out / "probe_r2.png").exists() and "kv" in result.stdout

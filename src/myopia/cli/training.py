@@ -1,4 +1,5 @@
-"""``myopia train`` and ``myopia gap``: training with the ordinary or a myopic gradient."""
+"""``myopia train <task>`` (one subcommand per task, each with its own options) and
+``myopia gap precaching|text`` (C1(a)'s measurements)."""
 
 from __future__ import annotations
 
@@ -9,162 +10,93 @@ import typer
 from rich.table import Table
 
 from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
-from myopia.errors import MyopiaError
 
-PrecachingOptions = {
-    "p": "Pre-caching task: probability that a target is the sum over earlier inputs.",
-    "lags": "Pre-caching task: earlier inputs summed (0: the no-future control).",
-    "frequency": "Pre-caching task: f in sin(f·x); the published task uses 10.",
-}
+train_app = typer.Typer(
+    help="Train a model with the ordinary or a myopic gradient, on one task; checkpoints "
+    "resume exactly.",
+    no_args_is_help=True,
+)
+app.add_typer(train_app, name="train")
+gap_app = typer.Typer(
+    help="Measure the myopia gap, loss(myopic training) − loss(normal training), paired by "
+    "seed (C1a).",
+    no_args_is_help=True,
+)
+app.add_typer(gap_app, name="gap")
+
+# Options several subcommands share. Numeric ones default to None: unset, the task's or
+# the measurement's own value (its full preset) is kept.
+Steps = Annotated[int | None, typer.Option(help="Optimizer steps per model.", min=1)]
+BatchSize = Annotated[int | None, typer.Option(help="Sequences per step.", min=1)]
+SeqLen = Annotated[int | None, typer.Option(help="Positions per sequence.", min=2)]
+Lr = Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")]
+WarmupSteps = Annotated[int | None, typer.Option(help="Linear warm-up steps.", min=0)]
+Seeds = Annotated[int | None, typer.Option("--seeds", help="Seeds: --seed, --seed + 1, ...", min=1)]
+RunSeed = Annotated[int | None, typer.Option(help="Random seed (the first of --seeds).")]
+Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")]
+RunOut = Annotated[
+    Path, typer.Option(help="Folder for checkpoint.pt, log.json and the loss curve.")
+]
+CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)]
+Progress = Annotated[bool, typer.Option(help="Show a progress bar on stderr.")]
+P = Annotated[
+    float | None,
+    typer.Option("--p", help="Probability that a target is the sum over earlier inputs."),
+]
+Lags = Annotated[
+    int | None, typer.Option(help="Earlier inputs summed (0: the no-future control).", min=0)
+]
+Frequency = Annotated[float | None, typer.Option(help="f in sin(f·x); the published task: 10.")]
+ContinuousGradient = Annotated[
+    str, typer.Option(help="normal, or the exact myopic gradient: kv or residual.")
+]
 
 
-TASKS = ("text", "precaching", "choice", "effort")
-_TASK_PANEL = "Synthetic tasks (--task precaching / effort)"
-_TASK_DEFAULT = "default: the task's own"
+# --- myopia train ------------------------------------------------------------------------
 
 
-@app.command()
-def train(
-    task: Annotated[
-        str,
-        typer.Option(
-            help="text: next-token training on natural text (--model, --text). "
-            "precaching: the synthetic pre-caching task of C1(a) (continuous inputs, Huber "
-            "loss). choice: the P0/P1 task of C2 (gradient normal, kv or on-policy). "
-            "effort: C3's effort-allocation task (a hard current target and a later one "
-            "that needs pre-computation; --d-model sets the capacity)."
-        ),
-    ] = "text",
+@train_app.command("text")
+def train_text(
     model: ModelOption = "fresh-llama",
     text: TextOption = None,
     gradient: Annotated[
         str,
         typer.Option(
-            help="Gradient: normal; kv or residual (the exact myopic gradient); bigram "
-            "(the transformer-bigram model, text only); on-policy (choice only: the model "
-            "samples its own choice, REINFORCE with a leave-one-out baseline)."
+            help="normal; kv or residual (the exact myopic gradient); bigram (the "
+            "transformer-bigram model: each position attends to itself)."
         ),
     ] = "normal",
-    steps: Annotated[
-        int | None, typer.Option(help=f"Optimizer steps ({_TASK_DEFAULT}; text: 200).", min=1)
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help=f"Sequences per step ({_TASK_DEFAULT}; text: 8).", min=1)
-    ] = None,
-    seq_len: Annotated[
-        int | None,
-        typer.Option(help=f"Positions per sequence ({_TASK_DEFAULT}; text: 128).", min=2),
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option(help=f"Peak learning rate, AdamW ({_TASK_DEFAULT}).")
-    ] = None,
-    warmup_steps: Annotated[
-        int | None, typer.Option(help=f"Linear warm-up steps ({_TASK_DEFAULT}).", min=0)
-    ] = None,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay (text).")] = 0.01,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.", min=1)] = 8,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=2)] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 1e-3,
+    warmup_steps: Annotated[int, typer.Option(help="Linear warm-up steps.", min=0)] = 20,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     schedule: Annotated[
-        str, typer.Option(help="After warm-up (text): cosine (to 10% of lr) or constant.")
+        str, typer.Option(help="After warm-up: cosine (to 10% of lr) or constant.")
     ] = "cosine",
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.", min=1)] = 50,
     eval_batches: Annotated[
-        int, typer.Option(help="Batches of held-out data per evaluation.", min=1)
+        int, typer.Option(help="Batches of held-out text per evaluation.", min=1)
     ] = 4,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)] = 50,
-    out: Annotated[
-        Path, typer.Option(help="Folder for checkpoint.pt, log.json and the plot.")
-    ] = Path("myopia-train"),
+    checkpoint_every: CheckpointEvery = 50,
+    out: RunOut = Path("myopia-train"),
     seed: SeedOption = 0,
-    resume: Annotated[
-        bool, typer.Option(help="Continue the run in --out from its checkpoint.")
-    ] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
-    p: Annotated[
-        float, typer.Option(help=PrecachingOptions["p"], rich_help_panel=_TASK_PANEL)
-    ] = 1.0,
-    lags: Annotated[
-        int, typer.Option(help=PrecachingOptions["lags"], min=0, rich_help_panel=_TASK_PANEL)
-    ] = 5,
-    frequency: Annotated[
-        float, typer.Option(help=PrecachingOptions["frequency"], rich_help_panel=_TASK_PANEL)
-    ] = 3.0,
-    d_model: Annotated[
-        int | None,
-        typer.Option(
-            help="Model width of the precaching (default 128) and effort (default 6) tasks.",
-            min=1,
-            rich_help_panel=_TASK_PANEL,
-        ),
-    ] = None,
+    resume: Resume = False,
+    progress: Progress = True,
 ) -> None:
-    """Train a model with the ordinary or a myopic gradient; checkpoints resume exactly."""
-    if task not in TASKS:
-        raise MyopiaError(f"unknown --task {task!r}: choose one of {', '.join(TASKS)}")
-    given = {
-        "steps": steps,
-        "batch_size": batch_size,
-        "seq_len": seq_len,
-        "lr": lr,
-        "warmup_steps": warmup_steps,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
-    if task == "precaching":
-        from myopia.training.continuous import ContinuousFit
-        from myopia.training.precaching import PrecachingTask, train_precaching_into
-
-        length = {"seq_len": given.pop("seq_len")} if "seq_len" in given else {}
-        run = train_precaching_into(
-            PrecachingTask(p=p, lags=lags, frequency=frequency, d_model=d_model or 128, **length),
-            ContinuousFit(gradient=gradient, seed=seed, **given),
-            out,
-            resume,
-            progress,
-        )
-        out_console.print(
-            f"held-out Huber loss {run.eval_loss:.4f} (trivial {run.trivial_loss:.4f}) "
-            f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
-        )
-        return
-    if task == "effort":
-        from myopia.experiments.c3_effort_allocation import FIT
-        from myopia.training.continuous import ContinuousFit
-        from myopia.training.effort_task import EffortTask, train_effort_into
-
-        length = {"seq_len": given.pop("seq_len")} if "seq_len" in given else {}
-        width = {"d_model": d_model} if d_model else {}
-        run = train_effort_into(
-            EffortTask(**length, **width),
-            ContinuousFit(**{**FIT, "gradient": gradient, "seed": seed, **given}),
-            out,
-            resume,
-            progress,
-        )
-        out_console.print(
-            f"held-out Huber loss: current part {run.current_loss:.4f} (predicting 0: "
-            f"{run.zero_current_loss:.4f}), later part {run.later_loss:.4f} (predicting 0: "
-            f"{run.zero_later_loss:.4f}) ({gradient}); log: {out / 'log.json'}"
-        )
-        return
-    if task == "choice":
-        from myopia.training.choice_task import train_choice_into
-
-        if resume:
-            raise MyopiaError(
-                "--task choice runs take seconds and do not checkpoint: drop --resume"
-            )
-        run = train_choice_into(gradient, seed, given, out, progress)
-        out_console.print(
-            f"P(P1) at the choice: {run.p_easy[0]:.3f} before, {run.final_p_easy:.3f} after "
-            f"training ({gradient}); log: {out / 'log.json'}, plot: {out / 'p_easy.png'}"
-        )
-        return
-
-    from myopia.training import TrainConfig
-    from myopia.training import train as run_training
+    """Next-token training on natural text; runs under torchrun with DistributedDataParallel."""
+    from myopia.training import TrainConfig, train
 
     config = TrainConfig(
         model=model,
         text=text,
         gradient=gradient,
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        warmup_steps=warmup_steps,
         weight_decay=weight_decay,
         schedule=schedule,
         seed=seed,
@@ -172,76 +104,321 @@ def train(
         eval_batches=eval_batches,
         checkpoint_every=checkpoint_every,
         out=out,
-        **given,
     )
-    result = run_training(config, resume=resume, show_progress=progress)
+    result = train(config, resume=resume, show_progress=progress)
     if result.rank == 0:
         out_console.print(
             f"final eval loss {result.final_eval_loss:.4f} after {config.steps} steps "
-            f"({gradient}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+            f"({gradient}, {result.device}); log: {out / 'log.json'}, "
+            f"curve: {out / 'loss_curve.png'}"
         )
 
 
-@app.command()
-def gap(
-    task: Annotated[
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+@train_app.command("precaching")
+def train_precaching(
+    gradient: ContinuousGradient = "normal",
+    p: P = None,
+    lags: Lags = None,
+    frequency: Frequency = None,
+    seq_len: SeqLen = None,
+    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    warmup_steps: WarmupSteps = None,
+    seed: SeedOption = 0,
+    out: RunOut = Path("myopia-train"),
+    checkpoint_every: CheckpointEvery = 200,
+    resume: Resume = False,
+    progress: Progress = True,
+) -> None:
+    """One run of C1a's synthetic pre-caching task (continuous inputs, Huber loss); the
+    defaults are one run of the report's full budget at p = 1."""
+    from dataclasses import replace
+
+    from myopia.protocol import with_options
+    from myopia.training.precaching import train_precaching_into
+    from myopia.training.precaching_gap import PrecachingGapConfig
+
+    config = with_options(
+        PrecachingGapConfig.full(),
+        lags=lags,
+        frequency=frequency,
+        seq_len=seq_len,
+        d_model=d_model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+    )
+    task = config.task(config.primary_p if p is None else p)
+    fit = replace(config.fit(), gradient=gradient, seed=seed)
+    run = train_precaching_into(task, fit, out, resume, progress, checkpoint_every)
+    out_console.print(
+        f"held-out Huber loss {run.eval_loss:.4f} (trivial {run.trivial_loss:.4f}) "
+        f"({gradient}, {run.device}); log: {out / 'log.json'}, curve: {out / 'loss_curve.png'}"
+    )
+
+
+@train_app.command("effort")
+def train_effort(
+    gradient: ContinuousGradient = "normal",
+    d_model: Annotated[
+        int | None,
+        typer.Option(help="Model width (the MLP is 4 × wider); default: C3's smallest.", min=1),
+    ] = None,
+    seq_len: SeqLen = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    warmup_steps: WarmupSteps = None,
+    seed: SeedOption = 0,
+    out: RunOut = Path("myopia-train"),
+    checkpoint_every: CheckpointEvery = 200,
+    resume: Resume = False,
+    progress: Progress = True,
+) -> None:
+    """One run of C3's effort-allocation task (a hard current target and a later one that
+    needs pre-computation); the defaults are one run of the report's full budget."""
+    from dataclasses import replace
+
+    from myopia.protocol import with_options
+    from myopia.training.effort_allocation import EffortAllocationConfig
+    from myopia.training.effort_task import EffortTask, train_effort_into
+
+    config = with_options(
+        EffortAllocationConfig.full(),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+    )
+    task = with_options(EffortTask(d_model=min(config.widths)), d_model=d_model, seq_len=seq_len)
+    fit = replace(config.fit(), gradient=gradient, seed=seed)
+    run = train_effort_into(task, fit, out, resume, progress, checkpoint_every)
+    out_console.print(
+        f"held-out Huber loss: current part {run.current_loss:.4f} (predicting 0: "
+        f"{run.zero_current_loss:.4f}), later part {run.later_loss:.4f} (predicting 0: "
+        f"{run.zero_later_loss:.4f}) ({gradient}, {run.device}); log: {out / 'log.json'}"
+    )
+
+
+@train_app.command("choice")
+def train_choice(
+    gradient: Annotated[
         str,
         typer.Option(
-            help="precaching (the synthetic task of Wu, Morris and Levine) or text "
-            "(a fresh model on natural text, with loss by position)."
+            help="normal or kv (teacher-forced), or on-policy (the model samples its own "
+            "choice; REINFORCE with a leave-one-out baseline)."
         ),
-    ] = "precaching",
+    ] = "normal",
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    warmup_steps: WarmupSteps = None,
+    seed: SeedOption = 0,
+    out: Annotated[
+        Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot.")
+    ] = Path("myopia-train"),
+    progress: Progress = True,
+) -> None:
+    """One run of C2's P0/P1 choice task (seconds; no checkpoint); the defaults are one run
+    of the report's full budget."""
+    from myopia.protocol import with_options
+    from myopia.training.myopic_action import MyopicActionConfig, measure_myopic_action
+
+    config = with_options(
+        MyopicActionConfig.full(),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        n_seeds=1,
+        seed=seed,
+        regimes=(gradient,),
+    )
+    result = measure_myopic_action(config, progress)
+    files = result.write(out, f"choice task, {gradient}, seed {seed}")
+    run = result.runs[gradient][0]
+    out_console.print(
+        f"P(P1) at the choice: {run.p_easy[0]:.3f} before, {run.final_p_easy:.3f} after "
+        f"training ({gradient}, {run.device}); written: {', '.join(str(f) for f in files)}"
+    )
+
+
+@train_app.command("induction")
+def train_induction(
+    n_tokens: Annotated[
+        int | None, typer.Option(help="Distinct tokens of the random segments.", min=2)
+    ] = None,
+    half_len: Annotated[
+        int | None, typer.Option(help="Sequences are 2 × this long.", min=2)
+    ] = None,
+    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    warmup_steps: WarmupSteps = None,
+    seed: SeedOption = 0,
+    out: Annotated[Path, typer.Option(help="Folder for log.json and the loss curve.")] = Path(
+        "myopia-train"
+    ),
+    progress: Progress = True,
+) -> None:
+    """A 2-layer attention-only model on repeated random segments, where induction heads
+    form (C4's small model)."""
+    from myopia.protocol import with_options
+    from myopia.training.induction_task import InductionTask, train_induction_into
+
+    task = with_options(
+        InductionTask(),
+        n_tokens=n_tokens,
+        half_len=half_len,
+        d_model=d_model,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+    )
+    run = train_induction_into(task, seed, out, progress)
+    out_console.print(
+        f"held-out loss: first copy {run.first_copy_loss:.4f}, second copy "
+        f"{run.second_copy_loss:.4f} ({run.device}); log: {out / 'log.json'}"
+    )
+
+
+# --- myopia gap ----------------------------------------------------------------------------
+
+
+def _gap_table(title: str, gap) -> Table:
+    table = Table("gradient", "held-out loss", "gap vs normal (95% CI)", title=title)
+    for mode in gap.losses:
+        gap_text = ""
+        if mode != "normal" and len(gap.seeds) > 1:
+            gap_text = gap.gap(mode).text("+.4f")
+        table.add_row(mode, f"{gap.loss(mode).mean:.4f}", gap_text)
+    return table
+
+
+@gap_app.command("precaching")
+def gap_precaching(
+    p: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--p",
+            help="Probability that a target is the sum over earlier inputs; repeatable, the "
+            "first is the primary setting (probed). Default: 1 and 0.5.",
+        ),
+    ] = None,
     gradient: Annotated[
         list[str] | None,
         typer.Option(
-            help="Myopic mode(s) compared with normal training: kv, residual, or bigram "
-            "(text only); repeatable. Default: kv."
+            help="Myopic mode(s) compared with normal training: kv, residual; repeatable. "
+            "Default: kv and residual at the primary p, kv at the others."
         ),
     ] = None,
-    seeds: Annotated[int, typer.Option(help="Seeds (one model per seed and mode).", min=1)] = 3,
-    seed: SeedOption = 0,
-    steps: Annotated[int, typer.Option(help="Optimizer steps per model.", min=1)] = 400,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step.", min=1)] = 32,
-    seq_len: Annotated[int, typer.Option(help="Positions per sequence.", min=2)] = 32,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW).")] = 2e-3,
-    p: Annotated[float, typer.Option(help=PrecachingOptions["p"])] = 1.0,
-    lags: Annotated[int, typer.Option(help=PrecachingOptions["lags"], min=0)] = 5,
-    frequency: Annotated[float, typer.Option(help=PrecachingOptions["frequency"])] = 3.0,
-    d_model: Annotated[int, typer.Option(help="Pre-caching task: model width.", min=1)] = 128,
-    model: Annotated[
-        str, typer.Option("--model", "-m", help="Text task: model spec, fresh-llama[:k=v,...].")
-    ] = "fresh-llama",
-    text: TextOption = None,
+    lags: Lags = None,
+    frequency: Frequency = None,
+    seq_len: SeqLen = None,
+    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    warmup_steps: WarmupSteps = None,
+    max_lag: Annotated[int | None, typer.Option(help="The probe's largest lag.", min=0)] = None,
+    seeds: Seeds = None,
+    seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for gap.json, its plot and the runs (which resume).")
+        Path, typer.Option(help="Folder for the JSON, the plots and the runs (which resume).")
     ] = Path("myopia-gap"),
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    progress: Progress = True,
 ) -> None:
-    """Measure the myopia gap: loss(myopic training) − loss(normal training), per seed."""
-    from myopia.training.gap import run_gap_command
+    """C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the
+    report's full budget."""
+    from myopia.protocol import with_options
+    from myopia.training.precaching_gap import PrecachingGapConfig, measure_precaching_gap
 
-    result = run_gap_command(
-        task=task,
-        modes=tuple(gradient or ("kv",)),
-        seeds=[seed + k for k in range(seeds)],
+    modes = None if gradient is None else ("normal", *gradient)
+    config = with_options(
+        PrecachingGapConfig.full(),
+        ps=None if p is None else tuple(p),
+        modes_at_primary=modes,
+        modes=modes,
+        lags=lags,
+        frequency=frequency,
+        seq_len=seq_len,
+        d_model=d_model,
         steps=steps,
         batch_size=batch_size,
-        seq_len=seq_len,
         lr=lr,
-        precaching={"p": p, "lags": lags, "frequency": frequency, "d_model": d_model},
+        warmup_steps=warmup_steps,
+        max_lag=max_lag,
+        n_seeds=seeds,
+        seed=seed,
+    )
+    result = measure_precaching_gap(config, progress, runs_dir=Path(out) / "runs")
+    files = result.write(out)
+    for setting, gap in result.gaps.items():
+        out_console.print(_gap_table(f"myopia gap, pre-caching, {result.label(setting)}", gap))
+    out_console.print(f"written: {', '.join(str(f) for f in files)}")
+
+
+@gap_app.command("text")
+def gap_text(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="Model spec trained from scratch: fresh-llama[:k=v,...]."
+        ),
+    ] = None,
+    text: TextOption = None,
+    gradient: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Modes compared with normal training: kv, residual, bigram (the "
+            "transformer-bigram baseline); repeatable. Default: kv and bigram."
+        ),
+    ] = None,
+    seq_len: SeqLen = None,
+    steps: Steps = None,
+    batch_size: BatchSize = None,
+    lr: Lr = None,
+    eval_windows: Annotated[
+        int | None, typer.Option(help="Held-out windows every model is scored on.", min=1)
+    ] = None,
+    early_positions: Annotated[
+        int | None, typer.Option(help="Positions the 'first positions' gap covers.", min=1)
+    ] = None,
+    seeds: Seeds = None,
+    seed: RunSeed = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the JSON, the plot and the runs (which resume).")
+    ] = Path("myopia-gap"),
+    progress: Progress = True,
+) -> None:
+    """C1a on natural text: a fresh model's myopia gap, with loss by position; the defaults
+    are the report's full budget."""
+    from myopia.protocol import with_options
+    from myopia.training.text_gap import TextGapConfig, measure_text_gap
+
+    config = with_options(
+        TextGapConfig.full(),
         model=model,
-        text=text,
-        out=out,
-        show_progress=progress,
+        modes=None if gradient is None else ("normal", *gradient),
+        seq_len=seq_len,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        eval_windows=eval_windows,
+        early_positions=early_positions,
+        n_seeds=seeds,
+        seed=seed,
     )
-    table = Table(
-        "gradient", "held-out loss", "gap vs normal (95% CI)", title=f"myopia gap: {task}"
-    )
-    for mode in result.losses:
-        gap_text = ""
-        if mode != "normal" and len(result.seeds) > 1:
-            g = result.gap(mode)
-            gap_text = f"{g.mean:+.4f} [{g.low:+.4f}, {g.high:+.4f}]"
-        table.add_row(mode, f"{result.loss(mode).mean:.4f}", gap_text)
-    out_console.print(table)
-    out_console.print(f"results: {out / 'gap.json'}")
+    result = measure_text_gap(config, text, Path(out) / "runs", progress)
+    files = result.write(out)
+    out_console.print(_gap_table(f"myopia gap, {config.model} on text", result.gap))
+    out_console.print(f"written: {', '.join(str(f) for f in files)}")

@@ -16,104 +16,50 @@ The primary setting, fixed before running, is p = 1 with myopic mode ``kv``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from myopia.plots import plot_losses_by_setting, plot_probe_r2
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, Verdict, compare_interval
 from myopia.stats import Interval
-from myopia.training.continuous import ContinuousFit
-from myopia.training.gap import precaching_gap
-from myopia.training.precaching import PrecachingTask, lagged_sine_r2
+from myopia.training.precaching_gap import PrecachingGapConfig, measure_precaching_gap
 
-PRIMARY_P, PRIMARY_MODE = 1.0, "kv"
 MIN_SEEDS = 3
-
-FULL = {
-    "ps": (1.0, 0.5),
-    "modes_at_primary": ("normal", "kv", "residual"),
-    "modes": ("normal", "kv"),
-    "n_seeds": 3,
-    "task": {"lags": 5, "frequency": 3.0, "seq_len": 32, "d_model": 128, "n_heads": 2},
-    "fit": {"steps": 400, "batch_size": 32, "lr": 2e-3, "warmup_steps": 50},
-    "max_lag": 20,
-}
-QUICK = {
-    "ps": (1.0,),
-    "modes_at_primary": ("normal", "kv"),
-    "modes": ("normal", "kv"),
-    "n_seeds": 3,
-    "task": {"lags": 3, "frequency": 3.0, "seq_len": 16, "d_model": 64, "n_heads": 2},
-    "fit": {"steps": 150, "batch_size": 32, "lr": 3e-3, "warmup_steps": 20},
-    "max_lag": 8,
-}
 
 
 @section("C1a", claim="C1", title="Myopia gap on the synthetic pre-caching task")
 def precaching_gap_section(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    seeds = [ctx.seed + k for k in range(budget["n_seeds"])]
-    fit = ContinuousFit(**budget["fit"])
-    out = ctx.section_dir("C1a")
-    settings, trivial, gaps, rows, probe = {}, {}, {}, [], {}
-    for p in budget["ps"]:
-        task = PrecachingTask(p=p, **budget["task"])
-        modes = budget["modes_at_primary"] if p == PRIMARY_P else budget["modes"]
-        result, runs = precaching_gap(
-            task, fit, seeds, modes, ctx.config.show_progress, keep_models=p == PRIMARY_P
-        )
-        label = f"p = {p:g}"
-        settings[label] = {
-            m: {"values": result.losses[m], "ci": result.loss(m).to_dict()} for m in modes
-        }
-        trivial[label] = result.extra["trivial_loss"]
-        for mode in modes:
-            loss = result.loss(mode)
+    config = replace(preset(PrecachingGapConfig, ctx.quick), seed=ctx.seed)
+    result = measure_precaching_gap(config, ctx.config.show_progress)
+    loss_plot, probe_plot = result.write(ctx.section_dir("C1a"))[1:]
+    numbers = result.to_dict()
+    settings, trivial, probe = numbers["settings"], numbers["trivial_loss"], result.probe_r2
+    rows = []
+    for label, by_mode in settings.items():
+        for mode, loss in by_mode.items():
             row = {
                 "setting": label,
                 "gradient": mode,
-                "held-out loss": loss.mean,
-                "95% CI": f"[{loss.low:.3f}, {loss.high:.3f}]",
+                "held-out loss": loss["ci"]["mean"],
+                "95% CI": f"[{loss['ci']['low']:.3f}, {loss['ci']['high']:.3f}]",
             }
             if mode != "normal":
-                gaps[label, mode] = result.gap(mode)
-                row["gap vs normal"] = gaps[label, mode].text()
+                row["gap vs normal"] = Interval(**numbers["gaps"][f"{label}, {mode}"]).text()
             rows.append(row)
-        if p == PRIMARY_P:
-            # The probe on the first seed's models: what each layer holds at position n.
-            probe = {
-                m: lagged_sine_r2(runs[m, seeds[0]].model, task, budget["max_lag"]).tolist()
-                for m in ("normal", PRIMARY_MODE)
-            }
-    task_text = (
-        f"f = {budget['task']['frequency']:g}, {budget['task']['lags']} lags, length "
-        f"{budget['task']['seq_len']}, d = {budget['task']['d_model']}"
-    )
-    loss_plot = plot_losses_by_setting(
-        settings,
-        out / "precaching_loss.png",
-        f"Pre-caching task ({task_text}): held-out Huber loss, {len(seeds)} seeds",
-        "held-out Huber loss",
-        reference=trivial,
-    )
-    probe_plot = plot_probe_r2(
-        probe,
-        out / "probe_r2.png",
-        f"Ridge probe from the hidden state at n to sin(f·x[n−i]), p = {PRIMARY_P:g}, "
-        f"seed {seeds[0]}",
-    )
-    primary_label = f"p = {PRIMARY_P:g}"
-    primary = gaps[primary_label, PRIMARY_MODE]
+    primary_label, mode = result.label(config.primary_p), config.primary_mode
     held = {m: probe[m][1][0] for m in probe}  # after block 1, lag 0
     summary = (
-        f"On the pre-caching task ({task_text}, {fit.steps} steps of {fit.batch_size} "
-        f"sequences, {len(seeds)} seeds), at p = {PRIMARY_P:g} the normal model reaches a "
-        f"held-out Huber loss of {settings[primary_label]['normal']['ci']['mean']:.3f} and "
-        f"the myopic ({PRIMARY_MODE}) one {settings[primary_label][PRIMARY_MODE]['ci']['mean']:.3f}"
-        f" (trivial: {trivial[primary_label]:.3f}): a myopia gap of {primary.text()}. "
+        f"On the pre-caching task ({result.task_text()}, {config.steps} steps of "
+        f"{config.batch_size} sequences, {config.n_seeds} seeds), at p = {config.primary_p:g} "
+        f"the normal model reaches a held-out Huber loss of "
+        f"{settings[primary_label]['normal']['ci']['mean']:.3f} and the myopic ({mode}) one "
+        f"{settings[primary_label][mode]['ci']['mean']:.3f} (trivial: "
+        f"{trivial[primary_label]:.3f}): a myopia gap of {result.primary_gap.text()}. "
         f"After block 1, a linear probe recovers sin(f·x_n) at position n with R² "
-        f"{held['normal']:.2f} in the normal model and {held[PRIMARY_MODE]:.2f} in the myopic "
+        f"{held['normal']:.2f} in the normal model and {held[mode]:.2f} in the myopic "
         "one: the normal model computes at n what only later positions need."
     )
     notes = [
@@ -123,20 +69,25 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
         "The published task (f = 10, ten lags, length 64, p = 1) reports ≈0.00–0.01 for the "
         "normal model and ≈1.0–1.24 for the myopic one. On this CPU, 2000 steps at f = 10 "
         "left even the normal model at the trivial loss; reproducing it at f = 10 needs "
-        "tens of thousands of steps (a GPU: `myopia gap --task precaching --frequency 10 "
+        "tens of thousands of steps (a GPU: `myopia gap precaching --frequency 10 "
         "--lags 10 --seq-len 64 --steps 20000`).",
     ]
+    task_budget = {
+        "lags": config.lags,
+        "frequency": config.frequency,
+        "seq_len": config.seq_len,
+        "d_model": config.d_model,
+        "n_heads": config.n_heads,
+    }
+    fit_budget = {
+        "steps": config.steps,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "warmup_steps": config.warmup_steps,
+    }
     return SectionResult(
         summary=summary,
-        numbers={
-            "settings": settings,
-            "trivial_loss": trivial,
-            "gaps": {f"{label}, {mode}": ci.to_dict() for (label, mode), ci in gaps.items()},
-            "primary_gap": primary.to_dict(),
-            "primary": {"p": PRIMARY_P, "mode": PRIMARY_MODE},
-            "probe_r2": probe,
-            "seeds": seeds,
-        },
+        numbers=numbers,
         rows=rows,
         plots=[
             Plot(
@@ -152,7 +103,7 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
             ),
         ],
         notes=notes,
-        budget={**budget["task"], **budget["fit"], "seeds": seeds, "ps": list(budget["ps"])},
+        budget={**task_budget, **fit_budget, "seeds": config.seeds, "ps": list(config.ps)},
     )
 
 

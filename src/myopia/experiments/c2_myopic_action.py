@@ -15,49 +15,36 @@ inconclusive otherwise, saying how many seeds at the measured spread would decid
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from pathlib import Path
+from dataclasses import replace
 
 from scipy import stats as scipy_stats
 
-from myopia.io import atomic_write_json, save_figure
-from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
 from myopia.stats import Interval
-from myopia.training.choice_task import (
-    REGIME_LABELS,
-    ChoiceConfig,
+from myopia.training.choice_task import REGIME_LABELS, hard_loss_floor
+from myopia.training.myopic_action import (
+    BAND,
+    ON_POLICY_THRESHOLD,
+    MyopicActionConfig,
     MyopicActionResult,
-    hard_loss_floor,
     measure_myopic_action,
 )
 
-N_SEEDS = 3
-FULL_CONFIG = ChoiceConfig()  # the defaults are the full budget
-QUICK_CONFIG = dataclasses.replace(
-    FULL_CONFIG, steps=80, batch_size=64, lr=5e-3, warmup_steps=5, eval_every=5
-)
 DATA_P_EASY = 0.5
-BAND = (0.47, 0.53)  # |P(P1) - 0.5| < 0.03
-ON_POLICY_THRESHOLD = 0.6
 TEACHER_FORCED = ("normal", "kv")
 MAX_SEEDS = 1000  # more seeds than this is not a budget anyone would run
 
 
 @section("C2", claim="C2", title="Myopic action: does training choose the easy future?")
 def myopic_action(ctx: ReportContext) -> SectionResult:
-    config = QUICK_CONFIG if ctx.quick else FULL_CONFIG
-    seeds = [ctx.seed + i for i in range(N_SEEDS)]
-    result = measure_myopic_action(config, seeds, show_progress=ctx.config.show_progress)
-    out = ctx.section_dir("C2")
-    plot = plot_p_easy(
-        result,
-        out / "p_easy_over_training.png",
-        f"P(P1) at the choice over training ({len(seeds)} seeds, mean and 95% CI)",
-    )
+    config = replace(preset(MyopicActionConfig, ctx.quick), seed=ctx.seed)
+    result = measure_myopic_action(config, show_progress=ctx.config.show_progress)
+    plot = result.write(ctx.section_dir("C2"))[1]
+    seeds = result.seeds
     finals = {regime: result.final_interval(regime) for regime in result.runs}
     verdict = myopic_action_verdict(finals)
     return SectionResult(
@@ -142,44 +129,6 @@ def _summary(result: MyopicActionResult, finals: dict[str, Interval], verdict: V
         f"normal {losses('normal')}, myopic {losses('kv')}, on-policy {losses('on-policy')}. "
         f"Verdict: {verdict.value} ({verdict.reason})."
     )
-
-
-def plot_p_easy(result: MyopicActionResult, path: Path, title: str) -> Path:
-    """P(P1) against training step per regime: mean line and 95% CI band over seeds."""
-    path = Path(path)
-    steps = result.steps
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.axhspan(*BAND, color="grey", alpha=0.2, lw=0)
-    ax.axhline(ON_POLICY_THRESHOLD, color="grey", ls="--", lw=1)
-    curves = {}
-    for regime, runs in result.runs.items():
-        intervals = result.curve_intervals(regime)
-        means = [ci.mean for ci in intervals]
-        # With one seed the interval is infinite; clip it to the probability range.
-        lows = [max(0.0, ci.low) for ci in intervals]
-        highs = [min(1.0, ci.high) for ci in intervals]
-        (line,) = ax.plot(steps, means, lw=1.5, label=REGIME_LABELS[regime])
-        ax.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
-        curves[regime] = {
-            "label": REGIME_LABELS[regime],
-            "mean": means,
-            "low": [ci.low for ci in intervals],
-            "high": [ci.high for ci in intervals],
-            "per_seed": {str(run.seed): run.p_easy for run in runs},
-        }
-    ax.set_xlabel("training step")
-    ax.set_ylabel("P(P1 | P0 or P1) at the choice")
-    ax.set_ylim(0.0, 1.02)
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    save_figure(fig, path)
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {"steps": steps, "seeds": result.seeds, "level": 0.95, "regimes": curves},
-    )
-    return path
 
 
 # --- the verdict ------------------------------------------------------------------------

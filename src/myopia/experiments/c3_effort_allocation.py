@@ -26,9 +26,9 @@ d = 32 against 0.33-0.34 for ``kv``; current-part difference +0.021, CI [-0.016,
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
-from myopia.io import atomic_write_json, save_figure
-from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import (
     MEASURED,
@@ -45,22 +45,12 @@ from myopia.report.verdicts import (
     Verdict,
 )
 from myopia.stats import Interval
-from myopia.training.continuous import ContinuousFit
-from myopia.training.effort_task import (
+from myopia.training.effort_allocation import (
     EffortAllocation,
-    EffortTask,
+    EffortAllocationConfig,
     measure_effort_allocation,
 )
-
-MYOPIC_GRADIENT = "kv"
-# Chosen from pilot runs on seeds 10-14, not the report's: at d = 8 and 600 steps every
-# normal model learned the later part (loss 0.12-0.16, predicting 0: 0.35) while the
-# current part stayed capacity-bound; with 3 seeds the t interval (quantile 4.3) was too
-# wide for the current-part difference, hence 5. At d = 6 some normal seeds never found
-# the lags within the budget.
-FULL = {"widths": (8, 16, 32), "n_seeds": 5, "steps": 600}
-QUICK = {"widths": (8,), "n_seeds": 3, "steps": 400}  # ~10 s: a smoke run, may be inconclusive
-FIT = {"batch_size": 32, "lr": 5e-3, "warmup_steps": 20, "eval_batches": 8}
+from myopia.training.effort_task import EffortTask
 
 
 def _seeds_to_decide(ci: Interval) -> int | None:
@@ -133,44 +123,6 @@ def c3_rule(results: dict[str, SectionResult]) -> Verdict:
     return verdict
 
 
-def plot_effort_allocation(result: EffortAllocation, path, title: str):
-    """Current and later held-out loss vs width, normal vs myopic, mean and 95% CI over
-    seeds, with the zero-prediction level; the numbers go beside it as JSON."""
-    widths = result.widths
-    summaries = {w: result.width_summary(w) for w in widths}
-    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
-    styles = {"normal": ("o-", "black"), "myopic": ("s--", "tab:orange")}
-    for ax, part in zip(axes, ("current", "later"), strict=True):
-        for gradient, (fmt, color) in styles.items():
-            cis = [summaries[w][f"{part}_{gradient}"] for w in widths]
-            label = gradient if gradient == "normal" else f"myopic ({result.myopic_gradient})"
-            ax.errorbar(
-                widths,
-                [ci.mean for ci in cis],
-                yerr=[[ci.mean - ci.low for ci in cis], [ci.high - ci.mean for ci in cis]],
-                fmt=fmt,
-                color=color,
-                capsize=3,
-                label=label,
-            )
-        zero = [summaries[w][f"{part}_zero"].mean for w in widths]
-        ax.plot(widths, zero, ":", color="gray", label="predicting 0")
-        lows = [summaries[w][f"{part}_{g}"].low for w in widths for g in styles]
-        if min(lows) > 0:  # a log scale shows small losses, but not an interval below 0
-            ax.set_yscale("log")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(widths, [str(w) for w in widths])
-        ax.set_xlabel("d_model (MLP width 4·d)")
-        ax.set_ylabel(f"held-out Huber loss, {part} part")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
-    atomic_write_json(path.with_suffix(".json"), result.to_dict())
-    return path
-
-
 def _rows(result: EffortAllocation) -> list[dict]:
     rows = []
     for width in result.widths:
@@ -219,20 +171,13 @@ def _summary(result: EffortAllocation, verdict_width: int, task: EffortTask, ste
     "C3", claim="C3", title="Effort allocation: current vs later loss by width, normal vs myopic"
 )
 def effort_allocation(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    seeds = [ctx.seed + i for i in range(budget["n_seeds"])]
+    config = replace(preset(EffortAllocationConfig, ctx.quick), seed=ctx.seed)
     task = EffortTask()
-    fit = ContinuousFit(steps=budget["steps"], **FIT)
-    result = measure_effort_allocation(
-        task, budget["widths"], seeds, fit, MYOPIC_GRADIENT, ctx.config.show_progress
-    )
+    result = measure_effort_allocation(config, ctx.config.show_progress, task)
     verdict_width = min(result.widths)
-    out = ctx.section_dir("C3")
-    plot = plot_effort_allocation(
-        result,
-        out / "loss_by_width.png",
-        f"Effort allocation: held-out loss by width, {len(seeds)} seeds (mean, 95% CI)",
-    )
+    plot = result.write(ctx.section_dir("C3"))[0]
+    fit = config.fit()
+    seeds = config.seeds
     return SectionResult(
         summary=_summary(result, verdict_width, task, fit.steps),
         numbers={**result.to_dict(), "verdict_width": verdict_width, "quick": ctx.quick},
@@ -261,6 +206,6 @@ def effort_allocation(ctx: ReportContext) -> SectionResult:
             "lr": fit.lr,
             "seq_len": task.seq_len,
             "held-out sequences per run": fit.eval_batches * fit.batch_size,
-            "myopic gradient": MYOPIC_GRADIENT,
+            "myopic gradient": config.myopic_gradient,
         },
     )

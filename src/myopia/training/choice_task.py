@@ -21,6 +21,8 @@ Teacher forcing only ever asks the choice position to match the data's frequency
 (i) and (ii) should end at P(P1) = 0.5 however much easier P1 makes the rest; the
 on-policy model is rewarded for the easy branch and should move towards P1.
 
+C2's measurement over regimes and seeds is ``myopia.training.myopic_action``.
+
 >>> config = ChoiceConfig()                                   # C2's full budget
 >>> run = train_choice(config, "on-policy", seed=0)          # doctest: +SKIP
 >>> run.final_p_easy                                         # doctest: +SKIP
@@ -31,21 +33,17 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from myopia.attention import myopic
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
 from myopia.progress import Bar
-from myopia.stats import Interval, mean_ci
-from myopia.training.schedule import adamw_with_schedule
+from myopia.training.fit import Optimisation, fit, training_device
 
 # "normal" and "kv" are the gradient modes of the training loop (teacher-forced); the
 # CLI's --gradient takes these names.
@@ -255,7 +253,8 @@ def measure_choice(model: nn.Module, contexts: torch.Tensor) -> tuple[float, flo
     second, the mass on the two choice tokens, shows whether the choice position learned
     the data at all (teacher-forced runs: near 1; on-policy runs never train it).
     """
-    logits = forward_logits(model, {"input_ids": contexts})[:, -1]  # (N, V)
+    device = next(model.parameters()).device
+    logits = forward_logits(model, {"input_ids": contexts.to(device)})[:, -1]  # (N, V)
     p_easy = choice_log_probs(logits)[:, 1].exp().mean().item()
     mass = F.softmax(logits, dim=-1)[:, [P0, P1]].sum(-1).mean().item()
     return p_easy, mass
@@ -270,8 +269,10 @@ def branch_losses(model: nn.Module, config: ChoiceConfig) -> tuple[float, float]
     n, c = contexts.shape[0], config.choice_index
     generator = torch.Generator().manual_seed(10**9 + 1)
     losses = []
+    device = next(model.parameters()).device
     for easy in (False, True):
         sequences = continue_from(config, contexts, torch.full((n,), easy), generator)
+        sequences = sequences.to(device)
         per_token = token_losses(forward_logits(model, {"input_ids": sequences}), sequences)
         losses.append(per_token[:, c : c + config.continuation_len].mean().item())
     return losses[0], losses[1]
@@ -324,21 +325,12 @@ def on_policy_batch(
     """(n, T) sequences whose choice the model sampled from its own renormalised choice
     distribution, continued by the data process."""
     contexts = sample_contexts(config, n, generator)  # (n, L + 2)
+    device = next(model.parameters()).device
     with torch.no_grad():
-        logits = forward_logits(model, {"input_ids": contexts})[:, -1]  # (n, V)
-        p_easy = choice_log_probs(logits)[:, 1].exp()  # (n,)
-    easy = torch.rand(n, generator=generator) < p_easy
+        logits = forward_logits(model, {"input_ids": contexts.to(device)})[:, -1]  # (n, V)
+        p_easy = choice_log_probs(logits)[:, 1].exp().cpu()  # (n,)
+    easy = torch.rand(n, generator=generator) < p_easy  # drawn on the CPU, like the data
     return continue_from(config, contexts, easy, generator)
-
-
-def _training_loss(
-    model: nn.Module, config: ChoiceConfig, regime: str, generator: torch.Generator
-) -> torch.Tensor:
-    if regime == "on-policy":
-        sequences = on_policy_batch(model, config, config.batch_size, generator)
-        logits = forward_logits(model, {"input_ids": sequences})
-        return on_policy_surrogate(logits, sequences, config)[0]
-    return teacher_forced_loss(model, choice_sequences(config, config.batch_size, generator))
 
 
 @dataclass
@@ -353,6 +345,7 @@ class ChoiceRun:
     loss_after_hard: float  # final mean loss per continuation token after P0
     loss_after_easy: float  # final mean loss per continuation token after P1
     seconds: float
+    device: str = "cpu"  # where the model was trained
     model: nn.Module | None = field(default=None, repr=False)
 
     @property
@@ -378,115 +371,51 @@ def train_choice(
         raise MyopiaError(f"unknown regime {regime!r}: choose one of {', '.join(REGIMES)}")
     start = time.perf_counter()
     model = build_fresh_model(config.model_config(seed))
+    device = training_device()
+    model.to(device)
     contexts = eval_contexts(config)
-    optimizer, scheduler = adamw_with_schedule(
-        model.parameters(), config.lr, config.warmup_steps, config.steps, floor=config.lr_floor
+    generator = torch.Generator().manual_seed(seed)  # data (and on-policy samples) on the CPU
+    initial = measure_choice(model, contexts)[0]
+
+    def loss(step: int) -> torch.Tensor:
+        if regime == "on-policy":
+            sequences = on_policy_batch(model, config, config.batch_size, generator).to(device)
+            logits = forward_logits(model, {"input_ids": sequences})
+            return on_policy_surrogate(logits, sequences, config)[0]
+        sequences = choice_sequences(config, config.batch_size, generator).to(device)
+        return teacher_forced_loss(model, sequences)
+
+    def evaluate(entry: dict) -> None:
+        if entry["step"] % config.eval_every == 0 or entry["step"] == config.steps:
+            entry["p_easy"] = measure_choice(model, contexts)[0]
+
+    log = fit(
+        model,
+        loss,
+        Optimisation(config.steps, config.lr, config.warmup_steps, floor=config.lr_floor),
+        device=device,
+        gradient="kv" if regime == "kv" else "normal",
+        evaluate=evaluate,
+        progress=bar if bar is not None else False,
+        label=f"C2 {regime}, seed {seed}",
     )
-    generator = torch.Generator().manual_seed(seed)
-    steps, curve = [0], [measure_choice(model, contexts)[0]]
-    with myopic(model, "kv") if regime == "kv" else nullcontext():
-        for step in range(1, config.steps + 1):
-            loss = _training_loss(model, config, regime, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if step % config.eval_every == 0 or step == config.steps:
-                steps.append(step)
-                curve.append(measure_choice(model, contexts)[0])
-            if bar is not None:
-                bar.advance(f"C2 {regime}, seed {seed}: P(P1) {curve[-1]:.3f}")
+    measured = [e for e in log if "p_easy" in e]
     mass = measure_choice(model, contexts)[1]
     hard, easy = branch_losses(model, config)
     return ChoiceRun(
         regime=regime,
         seed=seed,
-        steps=steps,
-        p_easy=curve,
+        steps=[0] + [e["step"] for e in measured],
+        p_easy=[initial] + [e["p_easy"] for e in measured],
         choice_mass=mass,
         loss_after_hard=hard,
         loss_after_easy=easy,
         seconds=time.perf_counter() - start,
+        device=str(device),
         model=model if keep_model else None,
     )
-
-
-# --- the C2 measurement ------------------------------------------------------------------
-
-
-@dataclass
-class MyopicActionResult:
-    """P(P1) over training for every regime and seed (C2)."""
-
-    config: ChoiceConfig
-    seeds: list[int]
-    runs: dict[str, list[ChoiceRun]]  # regime -> one run per seed, in seed order
-
-    @property
-    def steps(self) -> list[int]:
-        return next(iter(self.runs.values()))[0].steps
-
-    def final_interval(self, regime: str) -> Interval:
-        """95% Student-t interval over seeds of the final P(P1)."""
-        return mean_ci([run.final_p_easy for run in self.runs[regime]])
-
-    def curve_intervals(self, regime: str) -> list[Interval]:
-        """95% interval over seeds of P(P1) at each measured step."""
-        per_seed = [run.p_easy for run in self.runs[regime]]
-        return [mean_ci([curve[i] for curve in per_seed]) for i in range(len(self.steps))]
-
-    def mean_of(self, regime: str, attribute: str) -> float:
-        values = [getattr(run, attribute) for run in self.runs[regime]]
-        return sum(values) / len(values)
-
-    def to_dict(self) -> dict:
-        return {
-            "config": self.config.to_dict(),
-            "seeds": self.seeds,
-            "final_p_easy": {r: self.final_interval(r).to_dict() for r in self.runs},
-            "runs": {r: [run.to_dict() for run in runs] for r, runs in self.runs.items()},
-        }
-
-
-def measure_myopic_action(
-    config: ChoiceConfig,
-    seeds: list[int],
-    show_progress: bool = False,
-    regimes: tuple[str, ...] = REGIMES,
-) -> MyopicActionResult:
-    """Train every regime with every seed and collect P(P1) over training."""
-    if len(seeds) < 1:
-        raise MyopiaError("measure_myopic_action needs at least one seed")
-    runs: dict[str, list[ChoiceRun]] = {regime: [] for regime in regimes}
-    total = len(regimes) * len(seeds) * config.steps
-    with Bar(total, "C2 choice task", enabled=show_progress) as bar:
-        for regime in regimes:
-            for seed in seeds:
-                runs[regime].append(train_choice(config, regime, seed, bar=bar))
-    return MyopicActionResult(config=config, seeds=list(seeds), runs=runs)
 
 
 def hard_loss_floor(config: ChoiceConfig) -> float:
     """The lowest possible mean loss per token after P0: its tokens are uniform."""
     return math.log(config.n_content_tokens)
-
-
-def train_choice_into(
-    regime: str, seed: int, options: dict, out: Path, show_progress: bool = True
-) -> ChoiceRun:
-    """``myopia train --task choice``: one run, its P(P1) curve as ``log.json`` and a plot
-    in ``out``. ``options`` are ChoiceConfig fields (steps, batch_size, lr, warmup_steps)."""
-    from myopia.experiments.c2_myopic_action import plot_p_easy
-    from myopia.io import atomic_write_json
-
-    if "seq_len" in options:
-        raise MyopiaError(
-            "--seq-len does not apply to --task choice: its sequences have a fixed layout"
-        )
-    config = ChoiceConfig(**options)
-    result = measure_myopic_action(config, [seed], show_progress, regimes=(regime,))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "log.json", result.to_dict())
-    plot_p_easy(result, out / "p_easy.png", f"choice task, {regime}, seed {seed}")
-    return result.runs[regime][0]

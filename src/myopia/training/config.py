@@ -58,13 +58,3 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
-    def same_run(self, other: dict) -> list[str]:
-        """Settings that differ from a checkpoint's and would change the weights (the
-        schedule depends on ``steps``, so it counts)."""
-        mine = self.to_dict()
-        return [
-            k
-            for k in mine
-            if k not in ("out", "eval_every", "checkpoint_every") and other.get(k) != mine[k]
-        ]

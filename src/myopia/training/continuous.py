@@ -2,15 +2,14 @@
 read-out, and a loss the task chooses (Huber for the tasks of this project).
 
 A task supplies ``batch(generator) -> (inputs (B, T, n_inputs), targets (B, T, n_outputs))``
-and the trainer fits a :class:`ContinuousModel` to it with the ordinary gradient or a
-myopic one. Every task of this kind (pre-caching, effort allocation) goes through
-:func:`fit_continuous`, so the gradient modes are applied in exactly one place.
+and :func:`fit_continuous` turns it into the batch source and loss of the one training
+loop (``myopia.training.fit``), for every task of this kind (pre-caching, effort
+allocation).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,11 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GPT2Config, GPT2Model
 
-from myopia.attention import myopic
 from myopia.errors import MyopiaError
-from myopia.progress import Bar
-from myopia.training.checkpoint import load_checkpoint, save_checkpoint
-from myopia.training.schedule import adamw_with_schedule
+from myopia.training.fit import Checkpointing, Optimisation, training_device
+from myopia.training.fit import fit as run_fit
 
 CONTINUOUS_GRADIENTS = ("normal", "kv", "residual")
 
@@ -103,73 +100,44 @@ def fit_continuous(
     checkpoint_every: int = 200,
     show_progress: bool = False,
     task_settings: dict | None = None,
+    device: torch.device | None = None,
 ) -> list[tuple[int, float]]:
-    """Train ``model`` in place on batches drawn from a generator seeded with ``fit.seed``.
+    """Train ``model`` in place (see :func:`myopia.training.fit.fit`) on batches drawn from
+    a generator seeded with ``fit.seed``, on ``device`` (default: the training device).
 
-    Returns the training-loss curve as (step, loss) pairs. With a myopic gradient the
-    forward values are the ordinary ones; only the backward pass differs.
-    With ``checkpoint``, the model, optimizer, schedule, data generator, step and curve
-    are written there atomically every ``checkpoint_every`` steps and at the end, and a
-    run finds an existing checkpoint of the same settings and continues from it, to the
-    same final weights as an uninterrupted run. ``task_settings`` (what the batches
-    depend on) is stored with it, so that a checkpoint of another task is refused.
+    Returns the training-loss curve as (step, loss) pairs, every 25 steps and at the end.
+    With a myopic gradient the forward values are the ordinary ones; only the backward
+    pass differs. With ``checkpoint``, the run checkpoints there every
+    ``checkpoint_every`` steps and continues a checkpoint of the same settings found
+    there; ``task_settings`` (what the batches depend on) is part of those settings, so
+    that a checkpoint of another task is refused.
     """
-    settings = {"fit": asdict(fit), "task": task_settings or {}}
-    optimizer, scheduler = adamw_with_schedule(
-        model.parameters(), fit.lr, fit.warmup_steps, fit.steps, floor=0.05
-    )
+    device = training_device() if device is None else device
     data = torch.Generator().manual_seed(fit.seed)
-    start, curve = 0, []
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(Path(checkpoint))
-        if state["settings"] != settings:
-            raise MyopiaError(
-                f"{checkpoint} holds a run with other settings: choose another output "
-                "folder or delete it"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        data.set_state(state["data"])
-        start, curve = state["step"], [tuple(c) for c in state["curve"]]
 
-    def save(step: int) -> None:
-        state = {
-            "settings": settings,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "data": data.get_state(),
-            "step": step,
-            "curve": [list(c) for c in curve],
-        }
-        save_checkpoint(Path(checkpoint), state)
+    def step_loss(step: int) -> torch.Tensor:
+        inputs, targets = (t.to(device) for t in batch(data))  # data drawn on the CPU
+        return loss(model(inputs), targets)
 
-    device = next(model.parameters()).device
-    mode = None if fit.gradient == "normal" else fit.gradient
-    bar = Bar(fit.steps, f"training ({fit.gradient})", start, show_progress)
-    with myopic(model.backbone, mode) if mode else nullcontext(), bar:
-        for step in range(start, fit.steps):
-            inputs, targets = (t.to(device) for t in batch(data))  # data drawn on the CPU
-            value = loss(model(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            scheduler.step()
-            if step % 25 == 0 or step + 1 == fit.steps:
-                curve.append((step + 1, value.item()))
-            if checkpoint is not None and (
-                (step + 1) % checkpoint_every == 0 or step + 1 == fit.steps
-            ):
-                save(step + 1)
-            bar.advance(f"training ({fit.gradient}) loss {value.item():.4f}")
-    return curve
-
-
-def default_device() -> torch.device:
-    """A GPU when there is one (larger budgets), else the CPU. Batches are always drawn on
-    the CPU, so a seed gives the same data on every device."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    settings = {"fit": asdict(fit), "task": task_settings or {}}
+    log = run_fit(
+        model,
+        step_loss,
+        Optimisation(fit.steps, fit.lr, fit.warmup_steps, floor=0.05),
+        device=device,
+        gradient=fit.gradient,
+        attention=model.backbone,
+        generators=[data],
+        checkpoint=None
+        if checkpoint is None
+        else Checkpointing(checkpoint, checkpoint_every, settings),
+        progress=show_progress,
+    )
+    return [
+        (e["step"], e["train_loss"])
+        for e in log
+        if (e["step"] - 1) % 25 == 0 or e["step"] == fit.steps
+    ]
 
 
 def held_out_batches(batch: Callable[[torch.Generator], Batch], seed: int, n: int) -> list[Batch]:
@@ -177,31 +145,3 @@ def held_out_batches(batch: Callable[[torch.Generator], Batch], seed: int, n: in
     with small integers)."""
     generator = torch.Generator().manual_seed(10**9 + seed)
     return [batch(generator) for _ in range(n)]
-
-
-def run_checkpoint(out: Path, resume: bool) -> Path:
-    """Where a CLI run in ``out`` checkpoints; refuses to overwrite a run, or to resume
-    one that is not there, in one line."""
-    checkpoint = Path(out) / "checkpoint.pt"
-    if resume and not checkpoint.exists():
-        raise MyopiaError(f"nothing to resume: {checkpoint} does not exist; train without --resume")
-    if not resume and checkpoint.exists():
-        raise MyopiaError(
-            f"{out} already holds a run: pass --resume to continue it, or choose another --out"
-        )
-    checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    return checkpoint
-
-
-def write_run_record(
-    out: Path, curve: list[tuple[int, float]], eval_loss: float, record: dict, title: str
-) -> None:
-    """``log.json`` (the record, the training curve, the held-out loss at the end) and the
-    loss curve plot of one CLI run."""
-    from myopia.io import atomic_write_json
-    from myopia.plots import plot_loss_curve
-
-    log = [{"step": step, "train_loss": value} for step, value in curve]
-    log[-1]["eval_loss"] = eval_loss
-    atomic_write_json(Path(out) / "log.json", {**record, "eval_loss": eval_loss, "log": log})
-    plot_loss_curve(log, Path(out) / "loss_curve.png", title, ylabel="Huber loss")

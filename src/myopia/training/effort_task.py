@@ -19,23 +19,20 @@ g reads the first current input on purpose: the features of x_1 that the current
 makes give the later part's gradient a foothold from the first steps. With a separate
 input for g, the normal model sat on a plateau for ~1000 steps before it found the lags.
 
-The measurement (C3): per model width, held-out loss of each part under normal and
-myopic training, paired by seed.
+The measurement (C3), per model width, held-out loss of each part under normal and
+myopic training, paired by seed, is ``myopia.training.effort_allocation``.
 
 >>> task = EffortTask(d_model=6)                                           # doctest: +SKIP
 >>> run = train_effort(task, ContinuousFit(steps=800, gradient="kv", seed=0))  # doctest: +SKIP
 >>> run.current_loss, run.later_loss, run.total_loss                       # doctest: +SKIP
->>> result = measure_effort_allocation(task, [6, 12, 24], [0, 1, 2], fit)   # doctest: +SKIP
->>> result.width_summary(6)["current_difference"]                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -43,17 +40,13 @@ import torch.nn.functional as F
 
 from myopia.attention import myopic
 from myopia.errors import MyopiaError
-from myopia.progress import Bar
-from myopia.stats import Interval, mean_ci, paired_difference_ci
 from myopia.training.continuous import (
     ContinuousFit,
     ContinuousModel,
-    default_device,
     fit_continuous,
     held_out_batches,
-    run_checkpoint,
-    write_run_record,
 )
+from myopia.training.fit import claim_run_folder, training_device, write_run_record
 
 PARTS = ("current", "later")  # the model's output 0 and output 1
 MYOPIC_GRADIENTS = ("kv", "residual")
@@ -141,6 +134,7 @@ class EffortRun:
     zero_later_loss: float
     curve: list[tuple[int, float]]  # (step, training loss)
     seconds: float
+    device: str = "cpu"  # where the model was trained
     model: ContinuousModel | None = None
 
     @property
@@ -156,20 +150,21 @@ def train_effort(
     task: EffortTask,
     fit: ContinuousFit,
     keep_model: bool = False,
-    device: torch.device | str = "cpu",
     checkpoint: Path | None = None,
     show_progress: bool = False,
+    checkpoint_every: int = 200,
 ) -> EffortRun:
     """Train one model with ``fit.gradient`` and measure its held-out loss per part.
 
     Initial weights, training stream and held-out stream depend on ``fit.seed`` only, so
     a normal and a myopic run with one seed start alike, see the same data and are
     scored on the same sequences: a matched pair. Data are drawn on the CPU whatever
-    ``device`` trains the model. With ``checkpoint`` the run checkpoints there and
-    resumes (see ``fit_continuous``).
+    device trains the model (``training_device()``). With ``checkpoint`` the run
+    checkpoints there and resumes (see ``fit_continuous``).
     """
     start = time.perf_counter()
     torch.manual_seed(fit.seed)
+    device = training_device()
     model = task.model().to(device)
 
     def batch(generator: torch.Generator):
@@ -180,8 +175,10 @@ def train_effort(
         batch,
         fit,
         checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
         show_progress=show_progress,
         task_settings=asdict(task),
+        device=device,
     )
     held_out = held_out_batches(batch, fit.seed, fit.eval_batches)
     with torch.no_grad():
@@ -198,100 +195,9 @@ def train_effort(
         zero_later_loss=zero[1].item(),
         curve=curve,
         seconds=time.perf_counter() - start,
+        device=str(device),
         model=model if keep_model else None,
     )
-
-
-@dataclass
-class EffortAllocation:
-    """Every run of a width sweep: each width × {normal, myopic} × seed."""
-
-    task: dict  # the task as given; each width replaces its d_model
-    fit: dict  # the optimisation settings; each run replaces gradient and seed
-    myopic_gradient: str  # kv or residual
-    widths: list[int]
-    seeds: list[int]
-    runs: dict[tuple[int, str, int], EffortRun] = field(default_factory=dict)  # (w, grad, seed)
-    seconds: float = 0.0
-
-    def losses(self, width: int, gradient: str, part: str) -> list[float]:
-        """Held-out loss of ``part`` (current, later, total, zero_current, zero_later) per
-        seed, in ``seeds`` order; ``gradient`` is normal or myopic."""
-        mode = "normal" if gradient == "normal" else self.myopic_gradient
-        return [getattr(self.runs[width, mode, s], f"{part}_loss") for s in self.seeds]
-
-    def width_summary(self, width: int) -> dict[str, Interval]:
-        """95% intervals over seeds: each part's loss under each gradient, the level of
-        predicting 0, and the paired differences normal − myopic (positive: normal worse)."""
-        summary = {}
-        for part in ("current", "later", "total"):
-            normal = self.losses(width, "normal", part)
-            myopic_ = self.losses(width, "myopic", part)
-            summary[f"{part}_normal"] = mean_ci(normal)
-            summary[f"{part}_myopic"] = mean_ci(myopic_)
-            summary[f"{part}_difference"] = paired_difference_ci(normal, myopic_)
-        for part in PARTS:
-            summary[f"{part}_zero"] = mean_ci(self.losses(width, "normal", f"zero_{part}"))
-        return summary
-
-    def to_dict(self) -> dict:
-        """JSON-able: settings, per-width intervals, and every run's numbers."""
-        return {
-            "task": self.task,
-            "fit": self.fit,
-            "myopic_gradient": self.myopic_gradient,
-            "widths": self.widths,
-            "seeds": self.seeds,
-            "seconds": self.seconds,
-            "by_width": {
-                str(w): {k: ci.to_dict() for k, ci in self.width_summary(w).items()}
-                for w in self.widths
-            },
-            "runs": [
-                {"width": w, "gradient": g, "seed": s, **run.to_dict()}
-                for (w, g, s), run in self.runs.items()
-            ],
-        }
-
-
-def measure_effort_allocation(
-    task: EffortTask,
-    widths: Sequence[int],
-    seeds: Sequence[int],
-    fit: ContinuousFit,
-    myopic_gradient: str = "kv",
-    show_progress: bool = False,
-    device: torch.device | str = "cpu",
-) -> EffortAllocation:
-    """Train every width × {normal, ``myopic_gradient``} × seed and collect the losses.
-
-    ``fit.gradient`` and ``fit.seed`` are ignored: each run sets its own.
-    """
-    if myopic_gradient not in MYOPIC_GRADIENTS:
-        raise MyopiaError(
-            f"myopic_gradient must be one of {', '.join(MYOPIC_GRADIENTS)}, not {myopic_gradient!r}"
-        )
-    if len(set(seeds)) < 2:
-        raise MyopiaError(f"need at least 2 distinct seeds for an interval, got {list(seeds)}")
-    if not widths:
-        raise MyopiaError("widths is empty: give at least one d_model")
-    start = time.perf_counter()
-    result = EffortAllocation(asdict(task), asdict(fit), myopic_gradient, list(widths), list(seeds))
-    plan = [(w, g, s) for w in widths for s in seeds for g in ("normal", myopic_gradient)]
-    with Bar(len(plan), "C3 effort allocation", enabled=show_progress) as bar:
-        for width, gradient, seed in plan:
-            run = train_effort(
-                replace(task, d_model=width),
-                replace(fit, gradient=gradient, seed=seed),
-                device=device,
-            )
-            result.runs[width, gradient, seed] = run
-            bar.advance(
-                f"C3 d={width} {gradient} seed {seed}: current {run.current_loss:.3f}, "
-                f"later {run.later_loss:.3f}"
-            )
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def incentive_at(
@@ -336,24 +242,35 @@ def incentive_at(
 
 
 def train_effort_into(
-    task: EffortTask, fit: ContinuousFit, out: Path, resume: bool, show_progress: bool = True
+    task: EffortTask,
+    fit: ContinuousFit,
+    out: Path,
+    resume: bool,
+    show_progress: bool = True,
+    checkpoint_every: int = 200,
 ) -> EffortRun:
-    """``myopia train --task effort``: one run with its checkpoint, ``log.json`` and loss
+    """``myopia train effort``: one run with its checkpoint, ``log.json`` and loss
     curve in ``out``; ``resume`` continues the run found there."""
-    checkpoint = run_checkpoint(out, resume)
+    checkpoint = claim_run_folder(out, resume)
     run = train_effort(
-        task, fit, device=default_device(), checkpoint=checkpoint, show_progress=show_progress
+        task,
+        fit,
+        checkpoint=checkpoint,
+        show_progress=show_progress,
+        checkpoint_every=checkpoint_every,
     )
     write_run_record(
         out,
         run.curve,
-        run.total_loss,
         {
             "task": run.task,
             "fit": run.fit,
             "current_loss": run.current_loss,
             "later_loss": run.later_loss,
+            "device": run.device,
         },
         f"effort-allocation task, d = {task.d_model}, gradient: {fit.gradient}",
+        "Huber loss",
+        eval_loss=run.total_loss,
     )
     return run

@@ -3,13 +3,14 @@ seed and size, paired by seed, with a 95% CI over seeds.
 
 Two settings: the synthetic pre-caching task (:func:`precaching_gap`) and natural text
 (:func:`text_gap`, which also gives the held-out loss at each position and accepts the
-``bigram`` baseline as a mode). ``myopia gap`` is the CLI for both.
+``bigram`` baseline as a mode). C1(a)'s measurements on top of them are
+``precaching_gap.py`` and ``text_gap.py``.
 """
 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,6 @@ import torch
 
 from myopia.attention import myopic
 from myopia.data.text import load_corpus, token_windows
-from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, token_losses
 from myopia.progress import track
 from myopia.stats import Interval, mean_ci, paired_difference_ci
@@ -35,6 +35,7 @@ class GapResult:
     losses: dict[str, list[float]]  # mode -> one held-out loss per seed
     by_position: dict[str, list[list[float]]] = field(default_factory=dict)  # mode -> seed -> T
     extra: dict = field(default_factory=dict)
+    device: str = "cpu"  # where the models were trained
 
     def loss(self, mode: str) -> Interval:
         return mean_ci(self.losses[mode])
@@ -89,7 +90,9 @@ def precaching_gap(
         )
     losses = {mode: [runs[mode, s].eval_loss for s in seeds] for mode in modes}
     trivial = float(np.mean([runs[modes[0], s].trivial_loss for s in seeds]))
-    return GapResult(seeds=list(seeds), losses=losses, extra={"trivial_loss": trivial}), runs
+    device = runs[modes[0], seeds[0]].device
+    result = GapResult(list(seeds), losses, extra={"trivial_loss": trivial}, device=device)
+    return result, runs
 
 
 @torch.no_grad()
@@ -97,9 +100,11 @@ def loss_by_position(model: torch.nn.Module, windows: torch.Tensor, batch_size: 
     """Mean next-token loss at each target position 1..T−1 over ``windows`` (N, T)."""
     model.eval()
     total = torch.zeros(windows.shape[1] - 1, dtype=torch.float64)
+    device = next(model.parameters()).device
     for i in range(0, len(windows), batch_size):
-        ids = windows[i : i + batch_size]
-        total += token_losses(forward_logits(model, {"input_ids": ids}), ids).sum(0).double()
+        ids = windows[i : i + batch_size].to(device)
+        losses = token_losses(forward_logits(model, {"input_ids": ids}), ids)  # (B, T-1)
+        total += losses.sum(0).double().cpu()
     return (total / len(windows)).numpy()
 
 
@@ -125,11 +130,12 @@ def text_gap(
     A run whose checkpoint is already there is continued (or, if finished, reused)."""
     losses = {m: [] for m in modes}
     by_position = {m: [] for m in modes}
-    windows = None
+    windows, device = None, "cpu"
     jobs = [(mode, seed) for seed in seeds for mode in modes]
     for mode, seed in track(jobs, "natural-text gap", enabled=show_progress):
         config = replace(base, gradient=mode, seed=seed, out=Path(base.out) / f"{mode}-seed{seed}")
         result = train(config, resume=(config.out / CHECKPOINT).exists(), show_progress=False)
+        device = result.device
         if windows is None:
             windows = sample_eval_windows(
                 base.text, result.tokenizer, base.seq_len, eval_windows, seed=0
@@ -140,75 +146,4 @@ def text_gap(
             curve = loss_by_position(result.model, windows, base.batch_size)
         by_position[mode].append(curve.tolist())
         losses[mode].append(float(curve.mean()))
-    return GapResult(seeds=list(seeds), losses=losses, by_position=by_position)
-
-
-def run_gap_command(
-    task: str,
-    modes: tuple[str, ...],
-    seeds: list[int],
-    steps: int,
-    batch_size: int,
-    seq_len: int,
-    lr: float,
-    precaching: dict,
-    model: str,
-    text: Path | None,
-    out: Path,
-    show_progress: bool = True,
-) -> GapResult:
-    """``myopia gap``: measure, then write ``gap.json`` and a plot into ``out``."""
-    from myopia.io import atomic_write_json
-    from myopia.plots import plot_loss_by_position, plot_losses_by_setting
-
-    if task not in ("precaching", "text"):
-        raise MyopiaError(f"unknown --task {task!r}: choose precaching or text")
-    allowed = ("kv", "residual") if task == "precaching" else ("kv", "residual", "bigram")
-    for mode in modes:
-        if mode not in allowed:
-            raise MyopiaError(
-                f"--gradient {mode!r} does not apply to --task {task}: choose {', '.join(allowed)}"
-            )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    modes = ("normal", *modes)
-    if task == "precaching":
-        config = PrecachingTask(seq_len=seq_len, **precaching)
-        fit = ContinuousFit(steps=steps, batch_size=batch_size, lr=lr)
-        result, _ = precaching_gap(config, fit, seeds, modes, show_progress, runs_dir=out / "runs")
-        settings = {
-            "task": asdict(config),
-            "fit": asdict(fit),
-        }
-        plot_losses_by_setting(
-            {
-                f"p = {config.p:g}": {
-                    m: {"values": result.losses[m], "ci": result.loss(m).to_dict()} for m in modes
-                }
-            },
-            out / "gap.png",
-            f"Pre-caching task: held-out loss, {len(seeds)} seeds",
-            "held-out Huber loss",
-            reference={f"p = {config.p:g}": result.extra["trivial_loss"]},
-        )
-    else:
-        base = TrainConfig(
-            model=model,
-            text=text,
-            seq_len=seq_len,
-            batch_size=batch_size,
-            steps=steps,
-            lr=lr,
-            eval_every=steps,
-            checkpoint_every=max(1, steps // 4),
-            out=out / "runs",
-        )
-        result = text_gap(base, seeds, modes, show_progress=show_progress)
-        settings = {"train": base.to_dict()}
-        plot_loss_by_position(
-            result.by_position,
-            out / "gap.png",
-            f"{model}: held-out loss by position, {len(seeds)} seeds",
-        )
-    atomic_write_json(out / "gap.json", {"task": task, "settings": settings, **result.to_dict()})
-    return result
+    return GapResult(list(seeds), losses, by_position=by_position, device=device)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, mean_token_loss, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
-from myopia.progress import Bar
-from myopia.training.schedule import adamw_with_schedule
+from myopia.training.fit import Optimisation, fit, training_device, write_run_record
 
 FIRST_TOKEN = 3  # ids 0-2 are the fresh models' special tokens
 
@@ -88,6 +88,7 @@ class InductionRun:
     second_copy_loss: float  # ... over targets in the second copy (induction's job)
     curve: list[tuple[int, float]]
     seconds: float
+    device: str = "cpu"  # where the model was trained
     model: torch.nn.Module | None = None
 
 
@@ -108,29 +109,33 @@ def train_induction_model(
     """Train a fresh attention-only model on repeated random segments."""
     start = time.perf_counter()
     model = build_fresh_model(task.model_config(seed)).train()
-    optimizer, scheduler = adamw_with_schedule(
-        model.parameters(), task.lr, task.warmup_steps, task.steps, floor=0.05
+    device = training_device()
+    data = torch.Generator().manual_seed(seed)  # batches drawn on the CPU
+
+    def loss(step: int) -> torch.Tensor:
+        ids = repeated_segments(
+            task.n_tokens, task.half_len, task.batch_size, data, task.half_len // 2
+        )
+        return mean_token_loss(model, {"input_ids": ids.to(device)})
+
+    log = fit(
+        model,
+        loss,
+        Optimisation(task.steps, task.lr, task.warmup_steps, floor=0.05),
+        device=device,
+        progress=show_progress,
+        label="induction model",
     )
-    data = torch.Generator().manual_seed(seed)
-    curve = []
-    with Bar(task.steps, "induction model", enabled=show_progress) as bar:
-        for step in range(task.steps):
-            ids = repeated_segments(
-                task.n_tokens, task.half_len, task.batch_size, data, task.half_len // 2
-            )
-            loss = mean_token_loss(model, {"input_ids": ids})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if step % 25 == 0 or step + 1 == task.steps:
-                curve.append((step + 1, loss.item()))
-            bar.advance(f"induction model loss {loss.item():.3f}")
+    curve = [
+        (e["step"], e["train_loss"])
+        for e in log
+        if (e["step"] - 1) % 25 == 0 or e["step"] == task.steps
+    ]
     model.eval()
     held_out = repeated_segments(
         task.n_tokens, task.half_len, 64, torch.Generator().manual_seed(10**9 + seed)
     )
-    first, second = copy_losses(model, held_out)
+    first, second = copy_losses(model, held_out.to(device))
     return InductionRun(
         task=asdict(task),
         seed=seed,
@@ -138,5 +143,23 @@ def train_induction_model(
         second_copy_loss=second,
         curve=curve,
         seconds=time.perf_counter() - start,
+        device=str(device),
         model=model,
     )
+
+
+def train_induction_into(
+    task: InductionTask, seed: int, out: Path, show_progress: bool = True
+) -> InductionRun:
+    """``myopia train induction``: one run; ``log.json`` (the held-out loss of each copy and
+    the training curve) and the loss curve in ``out``."""
+    run = train_induction_model(task, seed, show_progress)
+    record = {
+        "task": run.task,
+        "seed": seed,
+        "first_copy_loss": run.first_copy_loss,
+        "second_copy_loss": run.second_copy_loss,
+        "device": run.device,
+    }
+    write_run_record(Path(out), run.curve, record, f"induction task, seed {seed}")
+    return run

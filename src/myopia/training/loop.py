@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,19 +28,21 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from myopia.attention import myopic
 from myopia.data.text import load_corpus, token_windows
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import mean_token_loss
 from myopia.io import atomic_write_json
 from myopia.models.loading import load_model
-from myopia.progress import Bar
 from myopia.training.batches import WindowBatches
-from myopia.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from myopia.training.config import TrainConfig
-from myopia.training.schedule import adamw_with_schedule
-
-CHECKPOINT = "checkpoint.pt"
+from myopia.training.fit import (
+    CHECKPOINT,
+    Checkpointing,
+    Optimisation,
+    claim_run_folder,
+    fit,
+    training_device,
+)
 
 
 @dataclass
@@ -52,6 +52,7 @@ class TrainResult:
     out: Path
     rank: int = 0  # under torchrun, only rank 0 evaluates and writes
     tokenizer: object = None
+    device: str = "cpu"  # where the model was trained
 
     @property
     def final_eval_loss(self) -> float | None:
@@ -76,18 +77,12 @@ def _distributed_rank_and_size() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def _device(rank: int) -> torch.device:
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
-        return torch.device("cuda", local)
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
     """Mean next-token loss over ``windows`` (in the model's current attention mode)."""
+    device = next(model.parameters()).device
     losses = [
-        mean_token_loss(model, {"input_ids": windows[i : i + batch_size]}).item()
+        mean_token_loss(model, {"input_ids": windows[i : i + batch_size].to(device)}).item()
         for i in range(0, len(windows), batch_size)
     ]
     return float(np.mean(losses))
@@ -95,16 +90,7 @@ def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
 
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
     """Train ``config.model`` on ``config.text`` with the ``config.gradient`` gradient."""
-    checkpoint_path = config.out / CHECKPOINT
-    if resume and not checkpoint_path.exists():
-        raise MyopiaError(
-            f"nothing to resume: {checkpoint_path} does not exist; train without --resume"
-        )
-    if not resume and checkpoint_path.exists():
-        raise MyopiaError(
-            f"{config.out} already holds a run: pass --resume to continue it, "
-            "or choose another --out"
-        )
+    checkpoint_path = claim_run_folder(config.out, resume)
     rank, world = _distributed_rank_and_size()
     if config.batch_size % world:
         raise MyopiaError(
@@ -114,7 +100,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     random.seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = load_model(_model_spec(config))
-    device = _device(rank)
+    device = training_device(rank)
     model.to(device).train()
     # Each process trains on its rows of the global batch; DDP averages the gradients.
     # In bigram mode query and key projections get no gradient: tell DDP so.
@@ -133,78 +119,42 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             f"the evaluation text has no window of {config.seq_len} tokens: "
             "give more text or lower --seq-len"
         )
-    optimizer, scheduler = adamw_with_schedule(
-        model.parameters(),
-        config.lr,
-        config.warmup_steps,
-        config.steps,
-        config.schedule,
-        weight_decay=config.weight_decay,
-    )
 
-    start, log = 0, []
-    if resume:
-        state = load_checkpoint(checkpoint_path)
-        changed = config.same_run(state["config"])
-        if changed:
-            raise MyopiaError(
-                f"cannot resume with different settings: {', '.join(changed)} "
-                f"differ from the run in {config.out}"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
-        start, log = state["step"], state["log"]
+    def loss(step: int) -> torch.Tensor:
+        batch = {"input_ids": batches(step)["input_ids"][my_rows].to(device)}
+        return mean_token_loss(trained, batch)
 
-    def checkpoint(step: int) -> None:
-        if rank != 0:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "step": step,
-                "config": config.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng_state(),
-                "log": log,
-            },
-        )
-
-    mode = None if config.gradient == "normal" else config.gradient
     tokens_per_step = config.batch_size * config.seq_len
-    bar = Bar(config.steps, f"training ({config.gradient})", start, show_progress and rank == 0)
-    with myopic(model, mode) if mode else nullcontext(), bar:
-        for step in range(start, config.steps):
-            began = time.perf_counter()
-            batch = {"input_ids": batches(step)["input_ids"][my_rows].to(device)}
-            loss = mean_token_loss(trained, batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if world > 1:  # log the global batch's loss, not this process's share
-                loss = loss.detach().clone()
-                dist.all_reduce(loss)
-                loss /= world
-            entry = {
-                "step": step + 1,
-                "train_loss": loss.item(),
-                "lr": scheduler.get_last_lr()[0],
-                "tokens_per_s": tokens_per_step / (time.perf_counter() - began),
-            }
-            scheduler.step()
-            last = step + 1 == config.steps
-            if rank == 0 and ((step + 1) % config.eval_every == 0 or last):
-                entry["eval_loss"] = evaluate(model, eval_windows, config.batch_size)
-            log.append(entry)
-            if (step + 1) % config.checkpoint_every == 0 or last:
-                checkpoint(step + 1)
-            bar.advance(
-                f"training ({config.gradient}) loss {entry['train_loss']:.3f} · "
-                f"{entry['tokens_per_s']:,.0f} tok/s"
-            )
+
+    def evaluate_now(entry: dict) -> None:
+        entry["tokens_per_s"] = tokens_per_step / entry["seconds"]
+        step = entry["step"]
+        if rank == 0 and (step % config.eval_every == 0 or step == config.steps):
+            entry["eval_loss"] = evaluate(model, eval_windows, config.batch_size)
+
+    # What the weights depend on: a checkpoint of other settings is not continued.
+    settings = {
+        k: v
+        for k, v in config.to_dict().items()
+        if k not in ("out", "eval_every", "checkpoint_every")
+    }
+    log = fit(
+        model,
+        loss,
+        Optimisation(
+            config.steps,
+            config.lr,
+            config.warmup_steps,
+            config.schedule,
+            weight_decay=config.weight_decay,
+        ),
+        device=device,
+        gradient=config.gradient,
+        checkpoint=Checkpointing(checkpoint_path, config.checkpoint_every, settings),
+        evaluate=evaluate_now,
+        progress=show_progress and rank == 0,
+        label="training",
+    )
 
     if rank == 0:
         atomic_write_json(config.out / "log.json", {"config": config.to_dict(), "log": log})
@@ -215,4 +165,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         )
     if world > 1:
         dist.barrier()
-    return TrainResult(model=model, log=log, out=config.out, rank=rank, tokenizer=tokenizer)
+    return TrainResult(
+        model=model, log=log, out=config.out, rank=rank, tokenizer=tokenizer, device=str(device)
+    )
+
+
+__all__ = ["CHECKPOINT", "TrainResult", "evaluate", "train"]

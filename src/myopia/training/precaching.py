@@ -26,12 +26,10 @@ from myopia.probes import ridge_r2
 from myopia.training.continuous import (
     ContinuousFit,
     ContinuousModel,
-    default_device,
     fit_continuous,
     held_out_batches,
-    run_checkpoint,
-    write_run_record,
 )
+from myopia.training.fit import claim_run_folder, training_device, write_run_record
 
 
 @dataclass
@@ -81,6 +79,7 @@ class PrecachingRun:
     eval_loss: float  # Huber loss on held-out batches, with the ordinary forward pass
     trivial_loss: float  # the same loss for the best constant-free guess: predicting x_n
     curve: list[tuple[int, float]]  # (step, training loss)
+    device: str = "cpu"  # where the model was trained
     model: ContinuousModel | None = None
 
 
@@ -90,22 +89,25 @@ def train_precaching(
     keep_model: bool = False,
     checkpoint: Path | None = None,
     show_progress: bool = False,
+    checkpoint_every: int = 200,
 ) -> PrecachingRun:
     """Train one model on the task with ``fit.gradient``; return its held-out loss.
     With ``checkpoint`` the run checkpoints there and resumes (see ``fit_continuous``)."""
     torch.manual_seed(fit.seed)
-    model = task.model().to(default_device())
+    device = training_device()
+    model = task.model().to(device)
     curve = fit_continuous(
         model,
         lambda g: task.batch(g, fit.batch_size),
         fit,
         checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
         show_progress=show_progress,
         task_settings=asdict(task),
+        device=device,
     )
     held_out = held_out_batches(lambda g: task.batch(g, fit.batch_size), fit.seed, fit.eval_batches)
     with torch.no_grad():
-        device = default_device()
         losses = [F.huber_loss(model(i.to(device)), t.to(device)).item() for i, t in held_out]
         trivial = [F.huber_loss(i[..., :1] * (1 - i[..., 1:]), t).item() for i, t in held_out]
     return PrecachingRun(
@@ -114,6 +116,7 @@ def train_precaching(
         eval_loss=sum(losses) / len(losses),
         trivial_loss=sum(trivial) / len(trivial),
         curve=curve,
+        device=str(device),
         model=model if keep_model else None,
     )
 
@@ -149,17 +152,29 @@ def lagged_sine_r2(
 
 
 def train_precaching_into(
-    task: PrecachingTask, fit: ContinuousFit, out: Path, resume: bool, show_progress: bool = True
+    task: PrecachingTask,
+    fit: ContinuousFit,
+    out: Path,
+    resume: bool,
+    show_progress: bool = True,
+    checkpoint_every: int = 200,
 ) -> PrecachingRun:
-    """``myopia train --task precaching``: one run with its checkpoint, ``log.json`` and
+    """``myopia train precaching``: one run with its checkpoint, ``log.json`` and
     loss curve in ``out``; ``resume`` continues the run found there."""
-    checkpoint = run_checkpoint(out, resume)
-    run = train_precaching(task, fit, checkpoint=checkpoint, show_progress=show_progress)
+    checkpoint = claim_run_folder(out, resume)
+    run = train_precaching(
+        task,
+        fit,
+        checkpoint=checkpoint,
+        show_progress=show_progress,
+        checkpoint_every=checkpoint_every,
+    )
     write_run_record(
         out,
         run.curve,
-        run.eval_loss,
-        {"task": run.task, "fit": run.fit, "trivial_loss": run.trivial_loss},
+        {"task": run.task, "fit": run.fit, "trivial_loss": run.trivial_loss, "device": run.device},
         f"pre-caching task, gradient: {fit.gradient}",
+        "Huber loss",
+        eval_loss=run.eval_loss,
     )
     return run

@@ -19,6 +19,30 @@ CLAIMS = {
     ),
     # claim: (measure where the CLI and the section look it up, the section, the command
     # with no option that the config holds; TEXT: a small text file)
+    "C6": (
+        [
+            "myopia.faithfulness.copy_detection.measure",
+            "myopia.experiments.c6_copy_detection.measure",
+        ],
+        "myopia.experiments.c6_copy_detection:copy_detection",
+        ["detect-copy", "--text", TEXT],
+    ),
+    "C7": (
+        [
+            "myopia.faithfulness.tool_output.measure",
+            "myopia.experiments.c7_blank_tool_output.measure",
+        ],
+        "myopia.experiments.c7_blank_tool_output:blank_tool_output",
+        ["tool-output"],
+    ),
+    "C8": (
+        [
+            "myopia.faithfulness.off_context.measure",
+            "myopia.experiments.c8_off_context.measure",
+        ],
+        "myopia.experiments.c8_off_context:off_context_questions",
+        ["off-context"],
+    ),
     "C9": (
         ["myopia.drift.measure.measure", "myopia.experiments.c9_drift.measure"],
         "myopia.experiments.c9_drift:self_generation_drift",

@@ -19,6 +19,14 @@ CLAIMS = {
     ),
     # claim: (measure where the CLI and the section look it up, the section, the command
     # with no option that the config holds; TEXT: a small text file)
+    "C4": (
+        [
+            "myopia.heads.previous_token_role.measure",
+            "myopia.experiments.c4_previous_token_heads.measure",
+        ],
+        "myopia.experiments.c4_previous_token_heads:previous_token_heads",
+        ["previous-token-heads", "--text", TEXT],
+    ),
     "C6": (
         [
             "myopia.faithfulness.copy_detection.measure",

@@ -1,5 +1,5 @@
-"""``myopia heads``, ``attribute`` and ``previous-token-heads`` as a user runs them: one
-real process each, the rest in-process."""
+"""``myopia heads``, ``attribute``, ``previous-token-heads`` and ``lookahead`` as a user runs
+them: one real process each, the rest in-process."""
 
 import json
 import re
@@ -48,3 +48,18 @@ def test_previous_token_heads_measures_the_kept_heads(tmp_path):
     none = invoke("previous-token-heads", "--model", TINY, *args, "--threshold", "2",
                   "--out", str(tmp_path / "none"))  # fmt: skip
     assert none.exit_code == 0 and "no head" in none.output
+
+
+def test_lookahead_scores_probes_on_held_out_text(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"{i} the cat sat on the mat by the door." for i in range(600)))
+    out = tmp_path / "c5"
+    result = myopia(
+        "lookahead", "--model", TINY, "--text", str(text), "--seq-len", "16", "--n-fit", "6",
+        "--n-val", "3", "--n-eval", "4", "--n-classes", "16", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "lookahead.json").read_text())
+    assert saved["sizes"]["held_out_windows"] == 4 and saved["layers"] == [0, 1, 2]
+    assert set(saved["selected"]) == {"1", "2", "3"}
+    assert (out / "accuracy_by_layer.png").exists()

@@ -27,6 +27,11 @@ CLAIMS = {
         "myopia.experiments.c4_previous_token_heads:previous_token_heads",
         ["previous-token-heads", "--text", TEXT],
     ),
+    "C5": (
+        ["myopia.lookahead.measure.measure", "myopia.experiments.c5_future_probes.measure"],
+        "myopia.experiments.c5_future_probes:future_token_probes",
+        ["lookahead", "--text", TEXT],
+    ),
     "C6": (
         [
             "myopia.faithfulness.copy_detection.measure",

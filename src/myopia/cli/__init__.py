@@ -12,7 +12,15 @@ from myopia.loom.cli import loom_command  # no torch, no web server: --help stay
 
 # Each module registers its commands on ``app`` when imported; `--help` lists them in
 # this order.
-COMMAND_MODULES = ("report", "gradients", "training", "heads", "faithfulness", "drift")
+COMMAND_MODULES = (
+    "report",
+    "gradients",
+    "training",
+    "heads",
+    "lookahead",
+    "faithfulness",
+    "drift",
+)
 for _name in COMMAND_MODULES:
     importlib.import_module(f"myopia.cli.{_name}")
 

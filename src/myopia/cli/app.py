@@ -47,6 +47,8 @@ PresetSeedOption = Annotated[
     typer.Option(help="Random seed: text sampling and any randomness (default 0, the report's)."),
 ]
 
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr.")]
+
 
 def print_written(files: list[Path]) -> None:
     """The closing line of a command that wrote files."""

@@ -11,6 +11,7 @@ from rich.table import Table
 from myopia.cli.app import (
     ModelOption,
     PresetSeedOption,
+    ProgressOption,
     TextOption,
     app,
     out_console,
@@ -43,7 +44,7 @@ def drift(
     out: Annotated[
         Path, typer.Option(help="Folder for drift.json and the plots with their JSON.")
     ] = Path("myopia-drift"),
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Sample the model's own continuations of natural prompts and measure how far they
     drift: NLL by position, and a probe telling them from natural text by length.

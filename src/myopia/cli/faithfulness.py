@@ -11,6 +11,7 @@ from rich.table import Table
 from myopia.cli.app import (
     ModelOption,
     PresetSeedOption,
+    ProgressOption,
     TextOption,
     app,
     out_console,
@@ -65,7 +66,7 @@ def detect_copy(
     save_data: Annotated[
         Path | None, typer.Option(help="Also write the quote requests used to this JSONL file.")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Ask for quotes that are and are not in a passage, label them by exact match, and
     score a lookback-ratio detector of copied vs hallucinated quotes on held-out passages.
@@ -130,7 +131,7 @@ def tool_output(
     samples: FaithSamplesOption = None,
     sample_limit: FaithSampleLimitOption = None,
     save_data: FaithSaveOption = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Score whether the model describes a page when a fetch printed nothing or an error
     (C7). Defaults: the report's full budget (section C7)."""
@@ -178,7 +179,7 @@ def off_context(
         int | None, typer.Option(help="Tokens per sampled answer.", min=1)
     ] = None,
     save_data: FaithSaveOption = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Score whether the model answers what the given article does not say, per framing
     (C8). Defaults: the report's full budget (section C8)."""

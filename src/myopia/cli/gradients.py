@@ -11,6 +11,7 @@ from rich.table import Table
 from myopia.cli.app import (
     ModelOption,
     PresetSeedOption,
+    ProgressOption,
     TextOption,
     app,
     out_console,
@@ -37,7 +38,7 @@ def gradient_split(
         "myopia-gradient-split"
     ),
     seed: PresetSeedOption = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Split the gradient into current- and future-token parts; print the future share per
     layer. Defaults: the report's full budget (section C1b)."""

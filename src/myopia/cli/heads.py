@@ -11,7 +11,7 @@ from rich.table import Table
 from myopia.cli.app import (
     ModelOption,
     PresetSeedOption,
-    SeedOption,
+    ProgressOption,
     TextOption,
     app,
     out_console,
@@ -113,19 +113,22 @@ def previous_token_heads(
 def attribute(
     model: ModelOption = "smollm2",
     text: TextOption = None,
-    seq_len: Annotated[int, typer.Option(help="Tokens per text window.", min=2)] = 128,
-    n_sequences: Annotated[int, typer.Option(help="Text windows (eval split).", min=1)] = 4,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per text window.", min=2)] = None,
+    n_sequences: Annotated[
+        int | None, typer.Option(help="Text windows (eval split).", min=1)
+    ] = None,
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="first-order (all components at all positions from one ordinary and one "
             "myopic backward pass) or ablation (exact: one forward pass per component and "
-            "position; restrict it with --component / --position)."
+            "position; restrict it with --component / --position). Default first-order."
         ),
-    ] = "first-order",
+    ] = None,
     ablation: Annotated[
-        str, typer.Option(help="What replaces an output: mean (over the batch) or zero.")
-    ] = "mean",
+        str | None,
+        typer.Option(help="What replaces an output: mean (over the batch, the default) or zero."),
+    ] = None,
     component: Annotated[
         list[str] | None,
         typer.Option(help="Only these components, e.g. L3.H5 or L3.MLP; repeatable."),
@@ -137,27 +140,32 @@ def attribute(
     out: Annotated[
         Path, typer.Option(help="Folder for the heatmap, the position plot and their JSON.")
     ] = Path("myopia-attribution"),
-    seed: SeedOption = 0,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    seed: PresetSeedOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Split every head's and MLP's effect at every position into the loss there (current)
     and at later positions (future)."""
-    from myopia.attribution.run import attribute_text
+    import torch
 
-    result = attribute_text(
-        model,
-        text,
-        seq_len,
-        n_sequences,
-        method,
-        ablation,
-        out,
-        seed,
-        component,
-        position,
-        progress,
+    from myopia.attribution.run import AttributionConfig, measure
+    from myopia.data.text import load_corpus
+    from myopia.models.loading import load_model
+
+    config = with_options(
+        AttributionConfig.full(),
+        seq_len=seq_len,
+        n_sequences=n_sequences,
+        method=None if method is None else method.replace("-", "_"),  # spelled first-order
+        ablation=ablation,
+        components=None if component is None else tuple(component),
+        positions=None if position is None else tuple(position),
+        seed=seed,
     )
-    shares = result["attribution"].future_share()
+    config.check()
+    torch.manual_seed(config.seed)  # a fresh model's weights
+    loaded, tokenizer = load_model(model)
+    run = measure(loaded, tokenizer, config, load_corpus(text), show_progress=progress)
+    shares = run.attribution.future_share()
     ranked = sorted(
         ((name, share) for name, share in shares.items() if share == share),
         key=lambda item: -item[1],
@@ -166,4 +174,4 @@ def attribute(
     for name, share in ranked[:top]:
         table.add_row(name, f"{share:.3f}")
     out_console.print(table)
-    out_console.print(f"written: {', '.join(str(p) for p in result['files'].values())}")
+    print_written(run.write(out, model))

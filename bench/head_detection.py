@@ -24,9 +24,10 @@ import time
 
 import torch
 
+from myopia.data.text import load_corpus
 from myopia.heads import detect_heads, induction_stripe_scores, repeated_random_tokens
-from myopia.heads.command import text_batch
 from myopia.heads.induction import repeated_token_losses
+from myopia.heads.scan import text_batch
 from myopia.models.loading import load_model
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     start = time.perf_counter()
     model, tokenizer = load_model(args.model)
     load_s = time.perf_counter() - start
-    ids = text_batch(tokenizer, None, args.seq_len, args.batch, args.seed)
+    ids = text_batch(tokenizer, load_corpus(), args.seq_len, args.batch, args.seed)
     n = (args.seq_len - (tokenizer.bos_token_id is not None)) // 2
     repeated = repeated_random_tokens(tokenizer, n, args.batch, args.seed)
     print(

@@ -10,10 +10,12 @@ from myopia.attribution import agreement, all_components, attribute, sample
 from myopia.attribution.components import Component, edit_outputs
 from myopia.attribution.first_order import output_gradients
 from myopia.attribution.readout import position_readouts
-from myopia.attribution.run import attribute_text
+from myopia.attribution.run import AttributionConfig, measure
+from myopia.data.text import load_corpus
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import mean_token_loss
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
+from myopia.models.loading import load_model
 from test_myopic_attention import make_batch, tiny_model
 
 
@@ -263,18 +265,19 @@ def test_command_writes_plots_with_their_data(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("The quick brown fox jumps over the lazy dog. " * 40, encoding="utf-8")
     out = tmp_path / "out"
-    data = attribute_text(
-        "fresh-llama:d_model=32,n_layers=2,n_heads=4",
-        text=text,
-        seq_len=24,
-        n_sequences=2,
-        out=out,
-        show_progress=False,
-    )
+    model, tokenizer = load_model("fresh-llama:d_model=32,n_layers=2,n_heads=4")
+    config = AttributionConfig(seq_len=24, n_sequences=2)
+    run = measure(model, tokenizer, config, load_corpus(text))
+    files = run.write(out, "tiny")
+    assert [f.name for f in files] == [
+        "future_share_heatmap.png",
+        "effect_by_position.png",
+        "attribution.json",
+    ]
     for name in ("future_share_heatmap", "effect_by_position"):
         assert (out / f"{name}.png").stat().st_size > 1000
         assert json.loads((out / f"{name}.json").read_text())
     heatmap = json.loads((out / "future_share_heatmap.json").read_text())
     assert heatmap["columns"][-1] == "MLP" and len(heatmap["future_share"]) == 2
-    assert data["data"]["components"].keys() == set(data["attribution"].names)
+    assert run.to_dict(per_position=False)["components"].keys() == set(run.attribution.names)
     assert json.loads((out / "attribution.json").read_text())["per_position"]["L0.H0"]

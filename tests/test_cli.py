@@ -1,4 +1,5 @@
-"""The command line, run as a user runs it: real processes, real files."""
+"""The command line, run as a user runs it: real files, in-process (typer's CliRunner),
+with one real subprocess per command to show the installed entry point works."""
 
 import json
 import os
@@ -9,8 +10,10 @@ from pathlib import Path
 import click
 import pytest
 import typer
+from typer.testing import CliRunner, Result
 
 from myopia.cli import app
+from myopia.errors import MyopiaError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "fresh-gpt2:d_model=32,n_layers=2,n_heads=4,d_mlp=64"
@@ -26,6 +29,12 @@ def myopia(*args: str, **kwargs) -> subprocess.CompletedProcess:
         timeout=300,
         **kwargs,
     )
+
+
+def invoke(*args: str) -> Result:
+    """``myopia ARGS`` in-process. A ``MyopiaError`` (exit status 2 and one line on the
+    command line, as the subprocess tests show) is left in ``result.exception``."""
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
 
 
 def commands() -> dict[str, click.Command]:
@@ -71,28 +80,22 @@ def test_gradient_split_prints_a_table_and_writes_plot_and_json(tmp_path):
         "\n".join(f"Line {i}: the quick brown fox jumps over the lazy dog." for i in range(400))
     )
     out = tmp_path / "out"
-    result = myopia(
-        "gradient-split",
-        "--model",
-        TINY,
-        "--text",
-        str(text),
-        "--seq-len",
-        "32",
-        "--n-sequences",
-        "3",
-        "--out",
-        str(out),
-    )
-    assert result.returncode == 0, result.stderr
+    args = ["--model", TINY, "--text", str(text), "--seq-len", "32", "--n-sequences", "3"]
+    result = invoke("gradient-split", *args, "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
     assert "whole model" in result.stdout and "layer 1" in result.stdout
     data = json.loads((out / "future_share_by_layer.json").read_text())
     assert data["n_sequences"] == 3 and data["mode"] == "kv"
     assert (out / "future_share_by_layer.png").stat().st_size > 0
+    # The same through the installed entry point, once.
+    again = myopia("gradient-split", *args, "--out", str(tmp_path / "again"), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again" / "future_share_by_layer.json").read_text())["by_group"]
 
 
-@pytest.mark.parametrize("bad", [["--mode", "bigram"], ["--seq-len", "1"]])
-def test_bad_options_are_rejected(bad):
-    result = myopia("gradient-split", "--model", TINY, *bad)
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
+@pytest.mark.parametrize(
+    ("bad", "error"), [(["--mode", "bigram"], MyopiaError), (["--seq-len", "1"], SystemExit)]
+)
+def test_bad_options_are_rejected(bad, error):
+    result = invoke("gradient-split", "--model", TINY, *bad)
+    assert result.exit_code != 0 and isinstance(result.exception, error)

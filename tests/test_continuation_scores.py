@@ -34,7 +34,7 @@ REQUESTS = [
 
 
 @pytest.fixture(scope="module", params=list(TINY))
-def tiny(request):
+def tiny_by_architecture(request):
     torch.manual_seed(0)
     return load_model(TINY[request.param])
 
@@ -47,8 +47,8 @@ def _reference(model, tokenizer, requests):
 
 
 @pytest.mark.parametrize("batch_size,contexts", [(64, 8), (2, 1), (3, 2)])
-def test_cached_scores_equal_the_reference(tiny, batch_size, contexts):
-    model, tokenizer = tiny
+def test_cached_scores_equal_the_reference(tiny_by_architecture, batch_size, contexts):
+    model, tokenizer = tiny_by_architecture
     fast = score_requests(model, tokenizer, REQUESTS, batch_size, contexts_per_batch=contexts)
     slow = _reference(model, tokenizer, REQUESTS)
     assert [len(row) for row in fast] == [len(r.continuations) for r in REQUESTS]
@@ -58,18 +58,18 @@ def test_cached_scores_equal_the_reference(tiny, batch_size, contexts):
         )
 
 
-def test_the_comparison_can_fail(tiny):
+def test_the_comparison_can_fail(tiny_by_architecture):
     """The reference is sensitive to what the cache would get wrong: the prompt and the
     positions. A continuation scored after another prompt, or shifted by padding, differs."""
-    model, tokenizer = tiny
+    model, tokenizer = tiny_by_architecture
     one = score_continuations_reference(model, tokenizer, "Article: coffee.", [" a b c d"])
     other = score_continuations_reference(model, tokenizer, "Article: tea!!", [" a b c d"])
     shifted = score_continuations_reference(model, tokenizer, "  Article: coffee.", [" a b c d"])
     assert abs(one[0] - other[0]) > 1e-4 and abs(one[0] - shifted[0]) > 1e-4
 
 
-def test_single_prefix_form_and_probabilities(tiny):
-    model, tokenizer = tiny
+def test_single_prefix_form_and_probabilities(tiny_by_architecture):
+    model, tokenizer = tiny_by_architecture
     scores = score_continuations(model, tokenizer, "The cat", [" sat", " sat on the mat"])
     assert scores == pytest.approx(
         score_continuations_reference(model, tokenizer, "The cat", [" sat", " sat on the mat"]),
@@ -79,8 +79,8 @@ def test_single_prefix_form_and_probabilities(tiny):
     assert all(s < 0 for s in scores) and scores[1] < scores[0]
 
 
-def test_empty_texts_are_one_line_errors(tiny):
-    model, tokenizer = tiny
+def test_empty_texts_are_one_line_errors(tiny_by_architecture):
+    model, tokenizer = tiny_by_architecture
     with pytest.raises(MyopiaError, match="continuation is empty"):
         score_continuations(model, tokenizer, "The cat", [" sat", ""])
     with pytest.raises(MyopiaError, match="context is empty"):

@@ -44,7 +44,7 @@ from myopia.heads import attention_patterns
 from myopia.models.loading import load_model
 from myopia.report.registry import FAILED, SectionResult
 from myopia.stats import Interval
-from test_cli import myopia
+from test_cli import invoke, myopia
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2,d_mlp=64"
 CONTEXT = (
@@ -61,7 +61,8 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny_mlp():
+    """This file's own model (d_mlp=64), named apart from the conftest ``tiny``."""
     return load_model(TINY)
 
 
@@ -153,8 +154,8 @@ def test_lookback_ratio_by_hand():
     assert lookback_ratios_reference(attention[None], 2, 2)[0, 0] == pytest.approx(expected)
 
 
-def test_batched_features_match_a_slow_loop(tiny):
-    model, _ = tiny
+def test_batched_features_match_a_slow_loop(tiny_mlp):
+    model, _ = tiny_mlp
     rng = np.random.default_rng(0)
     prompts = [rng.integers(3, 200, size=n).tolist() for n in (7, 12, 5, 9)]
     spans = [rng.integers(3, 200, size=n).tolist() for n in (4, 1, 6, 3)]
@@ -263,10 +264,10 @@ def planted_quote(tokenizer, text: str) -> Continuation:
     return Continuation(text=text, tokens=tokens, finish_reason="stop")
 
 
-def test_detect_copy_end_to_end_on_a_tiny_model(tiny, tmp_path, corpus):
+def test_detect_copy_end_to_end_on_a_tiny_model(tiny_mlp, tmp_path, corpus):
     """Planted quotes: half copy a line of the context, half invent one, read by the
     tiny model as its own continuation; the pipeline labels, reads and scores them."""
-    model, tokenizer = tiny
+    model, tokenizer = tiny_mlp
     requests = make_quote_requests(corpus, 10, seed=1)
     generations = []
     for i, r in enumerate(requests):
@@ -290,8 +291,8 @@ def test_detect_copy_end_to_end_on_a_tiny_model(tiny, tmp_path, corpus):
         assert plot.exists() and json.loads(plot.with_suffix(".json").read_text())
 
 
-def test_detect_copy_generates_on_a_tiny_model(tiny, corpus):
-    model, tokenizer = tiny
+def test_detect_copy_generates_on_a_tiny_model(tiny_mlp, corpus):
+    model, tokenizer = tiny_mlp
     requests = make_quote_requests(corpus, 2, seed=0, n_present=1, n_absent=1)
     config = CopyDetectionConfig(max_new_tokens=4, n_folds=2, induction_tokens=8)
     result = detect_copy(model, tokenizer, requests, config)
@@ -302,20 +303,21 @@ def test_detect_copy_generates_on_a_tiny_model(tiny, corpus):
 
 def test_cli_writes_json_and_data(tmp_path):
     out, saved = tmp_path / "copy", tmp_path / "requests.jsonl"
-    result = myopia(
+    result = invoke(
         "detect-copy", "--model", TINY, "--n-contexts", "2", "--max-new-tokens", "4",
         "--out", str(out), "--save-data", str(saved), "--no-progress",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     data = json.loads((out / "copy_detection.json").read_text())
     assert data["n_requests"] == 8 and "label_counts" in data
     assert len(read_records(saved, QuoteRequest)) == 8
+    # The saved requests, through the installed entry point.
     rerun = myopia(
         "detect-copy", "--model", TINY, "--data", str(saved), "--max-new-tokens", "4",
         "--out", str(tmp_path / "again"), "--no-progress",
     )  # fmt: skip
     assert rerun.returncode == 0, rerun.stderr
+    assert json.loads((tmp_path / "again" / "copy_detection.json").read_text())["n_requests"] == 8
     saved.write_text('{"id": 1}\n')
-    bad = myopia("detect-copy", "--model", TINY, "--data", str(saved), "--no-progress")
-    assert bad.returncode != 0 and "line 1" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = invoke("detect-copy", "--model", TINY, "--data", str(saved), "--no-progress")
+    assert isinstance(bad.exception, MyopiaError) and "line 1" in str(bad.exception)

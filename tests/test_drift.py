@@ -123,7 +123,7 @@ def test_the_c9_rule(accuracy, rise, verdict):
 def test_the_drift_command_writes_its_json_and_plots(tmp_path):
     import json
 
-    from test_cli import myopia
+    from test_cli import invoke, myopia
 
     text = tmp_path / "text.txt"
     text.write_text("\n".join(f"Line {i}: the cat sat on the mat by the door." for i in range(400)))
@@ -136,5 +136,5 @@ def test_the_drift_command_writes_its_json_and_plots(tmp_path):
     saved = json.loads((out / "drift.json").read_text())
     assert set(saved["accuracy"]) == {"1", "2", "4", "8"}
     assert (out / "nll_by_position.png").exists() and (out / "probe_accuracy.json").exists()
-    bad = myopia("drift", "--model", TINY, "--text", str(text), "--length", "99", "--no-progress")
-    assert bad.returncode == 2 and "probe lengths" in bad.stderr
+    bad = invoke("drift", "--model", TINY, "--text", str(text), "--length", "99", "--no-progress")
+    assert isinstance(bad.exception, MyopiaError) and "probe lengths" in str(bad.exception)

@@ -11,6 +11,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from myopia.attention import myopic
+from myopia.data.text import load_corpus
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, token_losses
 from myopia.heads import (
@@ -26,7 +27,7 @@ from myopia.heads import (
     repeated_token_losses,
     returning_weights,
 )
-from myopia.heads.command import run_heads, text_batch
+from myopia.heads.scan import HeadScanConfig, measure, text_batch
 from myopia.models.loading import load_model
 
 SHARP = 10.0  # query scale of planted heads: off-target attention below e^-50
@@ -345,33 +346,23 @@ def test_bad_inputs():
         detect_heads(model, torch.zeros(1, 600, dtype=torch.long))
 
 
-def test_run_heads_writes_figure_and_json(tmp_path):
+def test_a_head_scan_writes_figure_and_json(tmp_path):
     text = tmp_path / "text.txt"
     text.write_text("the cat sat on the mat and the dog sat on the log.\n" * 40)
-    report = run_heads(
-        "fresh-gpt2:d_model=32,n_layers=2,n_heads=4",
-        text=text,
-        seq_len=24,
-        batch=3,
-        out=tmp_path / "out",
-    )
+    documents = load_corpus(text)
+    model, tokenizer = load_model("fresh-gpt2:d_model=32,n_layers=2,n_heads=4")
+    report = measure(model, tokenizer, HeadScanConfig(seq_len=24, batch=3), documents, "text")
     assert report.kinds == ("previous_token", "duplicate_token", "induction", "induction_stripe")
-    assert [p.name for p in report.files] == ["heads.png", "heads.json"]
-    assert all(p.stat().st_size > 0 for p in report.files)
-    data = json.loads(report.files[1].read_text())
+    files = report.write(tmp_path / "out", "tiny")
+    assert [p.name for p in files] == ["heads.png", "heads.json"]
+    assert all(p.stat().st_size > 0 for p in files)
+    data = json.loads(files[1].read_text())
     assert data["detection"]["n_sequences"] == 3 and data["detection"]["seq_len"] == 24
     assert data["stripe"]["method"]["n"] == 12  # no BOS in the byte tokenizer: 24 // 2
     assert len(data["detection"]["scores"]["induction"]) == 2
     lines = report.summary_lines(k=2)
     assert len(lines) == 5 and lines[0].startswith("previous_token")
     # More windows than the held-out part has: the rest of the text supplies them.
-    _, tokenizer = load_model("fresh-gpt2:d_model=16,n_layers=1,n_heads=2")
-    assert text_batch(tokenizer, text, 24, 20).shape == (20, 24)
+    assert text_batch(tokenizer, documents, 24, 20).shape == (20, 24)
     with pytest.raises(MyopiaError, match="windows"):
-        run_heads(
-            "fresh-gpt2:d_model=16,n_layers=1,n_heads=2",
-            text=text,
-            seq_len=24,
-            batch=10_000,
-            out=None,
-        )
+        measure(model, tokenizer, HeadScanConfig(seq_len=24, batch=10_000), documents)

@@ -1,9 +1,11 @@
-"""``myopia heads`` and ``myopia attribute`` as a user runs them."""
+"""``myopia heads``, ``attribute``, ``previous-token-heads`` and ``lookahead`` as a user runs
+them: one real process each, the rest in-process."""
 
 import json
 import re
 
-from test_cli import myopia
+from myopia.errors import MyopiaError
+from test_cli import invoke, myopia
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=4,d_mlp=64"
 
@@ -22,21 +24,42 @@ def test_heads_prints_top_heads_and_writes_heatmaps(tmp_path):
 def test_attribute_lists_future_shares_and_writes_plots(tmp_path):
     out = tmp_path / "attr"
     result = myopia(
-        "attribute",
-        "--model",
-        TINY,
-        "--seq-len",
-        "16",
-        "--n-sequences",
-        "2",
-        "--top",
-        "3",
-        "--out",
-        str(out),
-        "--no-progress",
-    )
+        "attribute", "--model", TINY, "--seq-len", "16", "--n-sequences", "2", "--top", "3",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(re.findall(r"L[01]\.(?:H\d|MLP) ", result.stdout)) == 3
     assert (out / "future_share_heatmap.png").exists() and (out / "attribution.json").exists()
-    bad = myopia("attribute", "--model", TINY, "--method", "guess")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    bad = invoke("attribute", "--model", TINY, "--method", "guess")
+    assert isinstance(bad.exception, MyopiaError) and "guess" in str(bad.exception)
+
+
+def test_previous_token_heads_measures_the_kept_heads(tmp_path):
+    out = tmp_path / "c4"
+    args = ["--n", "8", "--batch", "3", "--text-len", "12", "--text-batch", "2", "--top-k", "2"]
+    # Threshold 0: a random model has no previous-token head, so keep the two best.
+    result = myopia("previous-token-heads", "--model", TINY, *args, "--threshold", "0",
+                    "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "previous_token_heads.json").read_text())
+    assert len(saved["heads"]) == 2 and len(saved["per_sequence"]["loss_rise_first"]) == 3
+    assert saved["config"]["n"] == 8 and "natural_text_share_difference" in saved
+    # Nothing above an unreachable threshold: said, and nothing measured.
+    none = invoke("previous-token-heads", "--model", TINY, *args, "--threshold", "2",
+                  "--out", str(tmp_path / "none"))  # fmt: skip
+    assert none.exit_code == 0 and "no head" in none.output
+
+
+def test_lookahead_scores_probes_on_held_out_text(tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"{i} the cat sat on the mat by the door." for i in range(600)))
+    out = tmp_path / "c5"
+    result = myopia(
+        "lookahead", "--model", TINY, "--text", str(text), "--seq-len", "16", "--n-fit", "6",
+        "--n-val", "3", "--n-eval", "4", "--n-classes", "16", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((out / "lookahead.json").read_text())
+    assert saved["sizes"]["held_out_windows"] == 4 and saved["layers"] == [0, 1, 2]
+    assert set(saved["selected"]) == {"1", "2", "3"}
+    assert (out / "accuracy_by_layer.png").exists()

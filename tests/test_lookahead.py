@@ -28,7 +28,7 @@ TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2,d_mlp=64"
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny_mlp():
     return load_model(TINY)
 
 
@@ -112,8 +112,8 @@ def test_planted_future_token_is_found_at_its_layer_and_offset_only():
     assert lookahead_verdict(planted).value == "supported"
 
 
-def test_absent_effect_on_random_tokens_through_a_tiny_model(tiny):
-    model, _ = tiny
+def test_absent_effect_on_random_tokens_through_a_tiny_model(tiny_mlp):
+    model, _ = tiny_mlp
     vocab = model.config.vocab_size
     gen = torch.Generator().manual_seed(0)
 
@@ -130,8 +130,8 @@ def test_absent_effect_on_random_tokens_through_a_tiny_model(tiny):
     assert set(result.baseline_eval) == {"unigram", "bigram", "trigram", "model-chain"}
 
 
-def test_final_state_and_unembedding_reproduce_the_models_predictions(tiny):
-    model, _ = tiny
+def test_final_state_and_unembedding_reproduce_the_models_predictions(tiny_mlp):
+    model, _ = tiny_mlp
     tokens = torch.randint(
         0, model.config.vocab_size, (3, 16), generator=torch.Generator().manual_seed(0)
     )
@@ -187,8 +187,8 @@ def test_rule_on_hand_made_numbers():
     assert c5_rule({"C5": _section({"per_k": {"1": {}}})}).value == "not run"
 
 
-def test_section_end_to_end_on_a_tiny_model(tmp_path, tiny):
-    model, tokenizer = tiny
+def test_section_end_to_end_on_a_tiny_model(tmp_path, tiny_mlp):
+    model, tokenizer = tiny_mlp
     words = np.random.default_rng(0).choice(["the ", "cat ", "sat ", "on ", "a ", "mat\n"], 9000)
     text = tmp_path / "corpus.txt"
     text.write_text("".join(words))

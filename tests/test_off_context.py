@@ -31,7 +31,7 @@ from myopia.faithfulness.records import read_records, write_records
 from myopia.report.registry import MEASURED, SectionResult
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED
 from myopia.stats import Interval
-from test_cli import myopia
+from test_cli import invoke, myopia
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
 
@@ -206,12 +206,14 @@ def test_rule_on_hand_made_numbers():
 
 def test_cli_on_a_tiny_model_writes_its_json(tmp_path):
     out = tmp_path / "c8"
-    result = myopia("off-context", "--model", TINY, "--n", "20", "--out", str(out))
+    result = myopia(
+        "off-context", "--model", TINY, "--n", "20", "--samples", "0", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     numbers = json.loads((out / "off_context.json").read_text())
     assert numbers["n_items"] == 20 and numbers["best_framing"] in FRAMINGS
     assert {r["half"] for r in numbers["items"]} == {SELECTION, VERDICT}
     assert (out / "answer_rate_by_framing.png").exists()
     assert (out / "answer_rate_by_framing.json").exists()
-    bad = myopia("off-context", "--model", TINY, "--n", "3")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    bad = invoke("off-context", "--model", TINY, "--n", "3")
+    assert isinstance(bad.exception, MyopiaError) and "at least 10" in str(bad.exception)

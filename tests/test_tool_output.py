@@ -19,7 +19,7 @@ from myopia.faithfulness.tool_output_data import (
 from myopia.report.registry import MEASURED, SectionResult
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED
 from myopia.stats import Interval
-from test_cli import myopia
+from test_cli import invoke, myopia
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
 
@@ -151,7 +151,7 @@ def test_rule_on_hand_made_numbers():
 
 def test_cli_on_a_tiny_model_writes_its_json(tmp_path):
     out, saved = tmp_path / "c7", tmp_path / "data.jsonl"
-    result = myopia(
+    result = invoke(
         "tool-output",
         "--model",
         TINY,
@@ -164,13 +164,13 @@ def test_cli_on_a_tiny_model_writes_its_json(tmp_path):
         "--save-data",
         str(saved),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     numbers = json.loads((out / "tool_output.json").read_text())
     assert numbers["n_transcripts"] == 8 and len(numbers["sampled_replies"]) == 8
     assert (out / "prefers_content.png").exists() and (out / "prefers_content.json").exists()
+    # The saved transcripts, through the installed entry point.
     again = myopia("tool-output", "--model", TINY, "--data", str(saved), "--out", str(out))
     assert again.returncode == 0, again.stderr
     saved.write_text('{"id": 1}\n')
-    bad = myopia("tool-output", "--model", TINY, "--data", str(saved))
-    assert bad.returncode == 2 and "line 1" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1
+    bad = invoke("tool-output", "--model", TINY, "--data", str(saved))
+    assert isinstance(bad.exception, MyopiaError) and "line 1" in str(bad.exception)

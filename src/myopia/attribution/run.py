@@ -1,84 +1,113 @@
-"""The ``myopia attribute`` command as a function: load a model and text, attribute, plot.
+"""What ``myopia attribute`` measures: windows of a text, every head and MLP (or some)
+attributed at every position (or some), with its plots and JSON.
 
->>> data = attribute_text("fresh-llama", text="notes.txt", seq_len=32, n_sequences=2,
-...                       out=Path("attr"))                                  # doctest: +SKIP
->>> data["files"]["heatmap"]                                                 # doctest: +SKIP
+>>> model, tokenizer = load_model("fresh-llama")                             # doctest: +SKIP
+>>> config = AttributionConfig(seq_len=32, n_sequences=2)                    # doctest: +SKIP
+>>> run = measure(model, tokenizer, config, load_corpus("notes.txt"))        # doctest: +SKIP
+>>> run.write(Path("attr"), "fresh-llama")[0]                                # doctest: +SKIP
 PosixPath('attr/future_share_heatmap.png')
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
 
 from myopia.attribution import METHODS, attribute
-from myopia.attribution.plots import plot_effect_by_position, plot_share_heatmap
+from myopia.attribution.result import Attribution
+from myopia.data.text import Document, token_chunks
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json
 
-__all__ = ["attribute_text"]
+__all__ = ["AttributionConfig", "AttributionRun", "measure"]
 
 
-def attribute_text(
-    model: str = "smollm2",
-    text: str | Path | None = None,
-    seq_len: int = 128,
-    n_sequences: int = 4,
-    method: str = "first_order",
-    ablation: str = "mean",
-    out: Path = Path("myopia-attribution"),
-    seed: int = 0,
-    components: Sequence[str] | None = None,
-    positions: Sequence[int] | None = None,
-    show_progress: bool = True,
-) -> dict[str, Any]:
-    """Attribute every head and MLP (or ``components``) at every position (or
-    ``positions``) of ``n_sequences`` windows of ``seq_len`` tokens from ``text`` (default:
-    the Shakespeare corpus, eval split). Writes into ``out``: ``future_share_heatmap.png``
-    (layer × head, MLP column), ``effect_by_position.png``, each with its JSON, and
-    ``attribution.json`` (everything, per-position effects included). ``method``:
-    ``first_order`` (or ``first-order``) or ``ablation`` (sample with ``components`` and
-    ``positions``: the full sweep is one forward pass per pair). Returns
-    ``{"attribution": Attribution, "data": summary dict, "files": {name: path}}``."""
-    from myopia.data.text import load_corpus, token_chunks
-    from myopia.models.loading import load_model
+@dataclass(frozen=True)
+class AttributionConfig:
+    """``method``: ``first_order`` or ``ablation`` (sample it with ``components`` and
+    ``positions``: the full sweep is one forward pass per pair)."""
 
-    method = method.replace("-", "_")  # the CLI spells it first-order
-    if method not in METHODS:
-        raise MyopiaError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    if seq_len < 2:
-        raise MyopiaError(f"--seq-len must be at least 2, not {seq_len}")
-    torch.manual_seed(seed)
-    loaded, tokenizer = load_model(model)
+    seq_len: int = 128  # tokens per window of the text's eval split
+    n_sequences: int = 4
+    method: str = "first_order"
+    ablation: str = "mean"  # what replaces an output: mean (over the batch) or zero
+    components: tuple[str, ...] | None = None  # e.g. ("L3.H5", "L3.MLP"); None: all
+    positions: tuple[int, ...] | None = None  # None: all
+    seed: int = 0
+
+    @classmethod
+    def full(cls) -> AttributionConfig:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> AttributionConfig:
+        return cls(seq_len=64, n_sequences=2)
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise MyopiaError(f"--method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if self.seq_len < 2:
+            raise MyopiaError(f"--seq-len must be at least 2, not {self.seq_len}")
+
+
+@dataclass
+class AttributionRun:
+    config: AttributionConfig
+    attribution: Attribution
+    duration_s: float
+
+    def to_dict(self, per_position: bool = True) -> dict:
+        return {
+            "seed": self.config.seed,
+            "duration_s": round(self.duration_s, 3),
+            **self.attribution.to_dict(per_position=per_position),
+        }
+
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``future_share_heatmap.png`` (layer × head, MLP column), ``effect_by_position.png``
+        (each with its JSON) and ``attribution.json`` (everything, per-position effects
+        included) in ``out``; ``label`` names the model."""
+        from myopia.attribution.plots import plot_effect_by_position, plot_share_heatmap
+
+        out, c = Path(out), self.config
+        title = (
+            f"{label}: {c.method.replace('_', '-')}, {c.ablation} ablation, "
+            f"{c.n_sequences} × {c.seq_len}"
+        )
+        result = self.attribution
+        return [
+            plot_share_heatmap(
+                result, out / "future_share_heatmap.png", f"{title}\nfuture share per component"
+            ),
+            plot_effect_by_position(
+                result, out / "effect_by_position.png", f"{title}\ncurrent and future effect"
+            ),
+            atomic_write_json(out / "attribution.json", {"model": label, **self.to_dict()}),
+        ]
+
+
+def measure(
+    model,
+    tokenizer,
+    config: AttributionConfig,
+    documents: list[Document],
+    show_progress: bool = False,
+) -> AttributionRun:
+    """Attribute ``config.n_sequences`` windows of the documents' eval split (drawn by
+    ``config.seed``)."""
+    config.check()
     sequences = token_chunks(
-        load_corpus(text), tokenizer, seq_len, n_sequences, seed=seed, split="eval"
+        documents, tokenizer, config.seq_len, config.n_sequences, seed=config.seed, split="eval"
     )
     start = time.perf_counter()
     result = attribute(
-        loaded,
+        model,
         sequences,
-        method=method,
-        ablation=ablation,
-        components=components,
-        positions=positions,
+        method=config.method,
+        ablation=config.ablation,
+        components=config.components,
+        positions=config.positions,
         show_progress=show_progress,
     )
-    duration = time.perf_counter() - start
-    out = Path(out)
-    label = f"{model}: {method.replace('_', '-')}, {ablation} ablation, {n_sequences} × {seq_len}"
-    files = {
-        "heatmap": plot_share_heatmap(
-            result, out / "future_share_heatmap.png", f"{label}\nfuture share per component"
-        ),
-        "by_position": plot_effect_by_position(
-            result, out / "effect_by_position.png", f"{label}\ncurrent and future effect"
-        ),
-    }
-    data = {"model": model, "seed": seed, "duration_s": round(duration, 3)}
-    files["json"] = atomic_write_json(out / "attribution.json", {**data, **result.to_dict()})
-    data.update(result.to_dict(per_position=False))
-    return {"attribution": result, "data": data, "files": files}
+    return AttributionRun(config, result, time.perf_counter() - start)

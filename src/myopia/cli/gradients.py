@@ -1,4 +1,4 @@
-"""``myopia gradient-split``: current and future parts of the gradient."""
+"""``myopia gradient-split``: current and future parts of the gradient (C1b)."""
 
 from __future__ import annotations
 
@@ -8,49 +8,67 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
-from myopia.errors import MyopiaError
+from myopia.cli.app import (
+    ModelOption,
+    PresetSeedOption,
+    ProgressOption,
+    TextOption,
+    app,
+    out_console,
+    print_written,
+)
 
 
 @app.command("gradient-split")
 def gradient_split(
     model: ModelOption = "smollm2",
     text: TextOption = None,
-    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.", min=2)] = 128,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per sequence.", min=2)] = None,
     n_sequences: Annotated[
-        int,
+        int | None,
         typer.Option(help="Sequences (each one gradient split; CIs are over sequences).", min=1),
-    ] = 4,
-    mode: Annotated[str, typer.Option(help="Myopic gradient definition: kv or residual.")] = "kv",
-    backend: Annotated[str, typer.Option(help="Myopic attention path: fast or eager.")] = "fast",
+    ] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="Myopic gradient definition: kv or residual.")
+    ] = None,
+    backend: Annotated[
+        str | None, typer.Option(help="Myopic attention path: fast or eager.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the plot and its JSON.")] = Path(
         "myopia-gradient-split"
     ),
-    seed: SeedOption = 0,
+    seed: PresetSeedOption = None,
+    progress: ProgressOption = True,
 ) -> None:
-    """Split the gradient into current- and future-token parts; print the future share per layer."""
+    """Split the gradient into current- and future-token parts; print the future share per
+    layer. Defaults: the report's full budget (section C1b)."""
     import torch
 
-    from myopia.data.text import load_corpus, token_chunks
-    from myopia.gradients.future_share import measure_future_share
-    from myopia.gradients.plots import plot_future_share
+    from myopia.data.text import load_corpus
+    from myopia.gradients.future_share import FutureShareConfig, measure
     from myopia.models.loading import load_model
+    from myopia.protocol import with_options
 
-    if mode not in ("kv", "residual"):
-        raise MyopiaError(f"--mode must be kv or residual, not {mode!r}")
-    torch.manual_seed(seed)
-    loaded, tokenizer = load_model(model)
-    sequences = token_chunks(
-        load_corpus(text), tokenizer, seq_len, n_sequences, seed=seed, split="eval"
+    config = with_options(
+        FutureShareConfig.full(),
+        seq_len=seq_len,
+        n_sequences=n_sequences,
+        mode=mode,
+        backend=backend,
+        seed=seed,
     )
-    result = measure_future_share(loaded, sequences, mode=mode, backend=backend)
+    config.check()
+    torch.manual_seed(config.seed)  # a fresh model's weights
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded, tokenizer, config, load_corpus(text), show_progress=progress)
     table = Table(
         "group",
         "future share",
         "95% CI",
         "|current|",
         "|future|",
-        title=f"future share of the gradient norm ({mode}, {n_sequences} × {seq_len})",
+        title=f"future share of the gradient norm ({config.mode}, "
+        f"{config.n_sequences} × {config.seq_len})",
     )
     for group, ci in [
         ("whole model", result.overall_interval()),
@@ -66,7 +84,4 @@ def gradient_split(
             mean(norms["future"]) if norms else "",
         )
     out_console.print(table)
-    path = plot_future_share(
-        result, out / "future_share_by_layer.png", f"{model}: future share per layer ({mode})"
-    )
-    out_console.print(f"plot: {path}\ndata: {path.with_suffix('.json')}")
+    print_written(result.write(out, model))

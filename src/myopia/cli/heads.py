@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import (
+    ModelOption,
+    PresetSeedOption,
+    ProgressOption,
+    TextOption,
+    app,
+    out_console,
+    print_written,
+)
+from myopia.protocol import with_options
 
 
 @app.command()
@@ -16,42 +25,110 @@ def heads(
     model: ModelOption = "smollm2",
     text: TextOption = None,
     seq_len: Annotated[
-        int, typer.Option(help="Tokens per text window, BOS included where the model has one.")
-    ] = 128,
-    batch: Annotated[int, typer.Option(help="Text windows (and repeated-token sequences).")] = 8,
+        int | None,
+        typer.Option(help="Tokens per text window, BOS included where the model has one."),
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help="Text windows (and repeated-token sequences).")
+    ] = None,
     top: Annotated[int, typer.Option(help="Heads to list per kind.", min=1)] = 5,
     out: Annotated[Path, typer.Option(help="Folder for heads.png and heads.json.")] = Path(
         "myopia-heads"
     ),
-    seed: SeedOption = 0,
+    seed: PresetSeedOption = None,
 ) -> None:
     """Score every head as previous-token, duplicate-token and induction head (TransformerLens's
     patterns and metric) and by the repeated-random-tokens induction stripe."""
-    from myopia.heads.command import run_heads
+    from myopia.data.text import load_corpus
+    from myopia.heads.scan import HeadScanConfig, measure
+    from myopia.models.loading import load_model
 
-    report = run_heads(model, text, seq_len, batch, out, seed, top)
+    config = with_options(HeadScanConfig.full(), seq_len=seq_len, batch=batch, seed=seed)
+    loaded, tokenizer = load_model(model)
+    source = "default corpus (Shakespeare)" if text is None else str(text)
+    report = measure(loaded, tokenizer, config, load_corpus(text), source)
     for line in report.summary_lines(top):
         out_console.print(line, highlight=False)
-    out_console.print(f"written: {', '.join(str(f) for f in report.files)}")
+    print_written(report.write(out, model, top))
+
+
+@app.command("previous-token-heads")
+def previous_token_heads(
+    model: ModelOption = "smollm2",
+    text: TextOption = None,
+    n: Annotated[int | None, typer.Option(help="Random tokens per copy.", min=2)] = None,
+    batch: Annotated[
+        int | None, typer.Option(help="Sequences of repeated random tokens.", min=2)
+    ] = None,
+    text_len: Annotated[
+        int | None, typer.Option(help="Tokens per natural-text window.", min=3)
+    ] = None,
+    text_batch: Annotated[int | None, typer.Option(help="Natural-text windows.", min=1)] = None,
+    top_k: Annotated[
+        int | None, typer.Option(help="Previous-token heads kept, best first.", min=1)
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Least previous-token score of a kept head.")
+    ] = None,
+    seed: PresetSeedOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for previous_token_heads.json.")] = Path(
+        "myopia-previous-token-heads"
+    ),
+) -> None:
+    """Find the previous-token heads on repeated random tokens and measure what they are
+    for: their future share against all heads', and the loss rise per copy when they are
+    mean-ablated (C4). Defaults: the report's full budget (section C4)."""
+    from myopia.data.text import load_corpus
+    from myopia.heads.previous_token_role import RATIO, PreviousTokenHeadsConfig, measure
+    from myopia.models.loading import load_model
+
+    config = with_options(
+        PreviousTokenHeadsConfig.full(),
+        n=n,
+        batch=batch,
+        text_len=text_len,
+        text_batch=text_batch,
+        top_k=top_k,
+        threshold=threshold,
+        seed=seed,
+    )
+    loaded, tokenizer = load_model(model)
+    result = measure(loaded.eval(), tokenizer, config, load_corpus(text))
+    role = result.role
+    if role is None:
+        out_console.print(f"no head has a previous-token score ≥ {config.threshold}")
+    else:
+        table = Table("quantity", "mean (95% CI)", title=f"{model}: previous-token heads")
+        table.add_row(
+            "heads", ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in role.heads)
+        )
+        table.add_row("median future share, detected − all", role.share_gap.text())
+        table.add_row("the same on natural text", result.natural_text_share_difference.text())
+        table.add_row(f"ablation: Δsecond − {RATIO:g}·Δfirst (nats)", role.ratio_margin.text())
+        out_console.print(table)
+    print_written(result.write(out, model))
 
 
 @app.command()
 def attribute(
     model: ModelOption = "smollm2",
     text: TextOption = None,
-    seq_len: Annotated[int, typer.Option(help="Tokens per text window.", min=2)] = 128,
-    n_sequences: Annotated[int, typer.Option(help="Text windows (eval split).", min=1)] = 4,
+    seq_len: Annotated[int | None, typer.Option(help="Tokens per text window.", min=2)] = None,
+    n_sequences: Annotated[
+        int | None, typer.Option(help="Text windows (eval split).", min=1)
+    ] = None,
     method: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="first-order (all components at all positions from one ordinary and one "
             "myopic backward pass) or ablation (exact: one forward pass per component and "
-            "position; restrict it with --component / --position)."
+            "position; restrict it with --component / --position). Default first-order."
         ),
-    ] = "first-order",
+    ] = None,
     ablation: Annotated[
-        str, typer.Option(help="What replaces an output: mean (over the batch) or zero.")
-    ] = "mean",
+        str | None,
+        typer.Option(help="What replaces an output: mean (over the batch, the default) or zero."),
+    ] = None,
     component: Annotated[
         list[str] | None,
         typer.Option(help="Only these components, e.g. L3.H5 or L3.MLP; repeatable."),
@@ -63,27 +140,32 @@ def attribute(
     out: Annotated[
         Path, typer.Option(help="Folder for the heatmap, the position plot and their JSON.")
     ] = Path("myopia-attribution"),
-    seed: SeedOption = 0,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
+    seed: PresetSeedOption = None,
+    progress: ProgressOption = True,
 ) -> None:
     """Split every head's and MLP's effect at every position into the loss there (current)
     and at later positions (future)."""
-    from myopia.attribution.run import attribute_text
+    import torch
 
-    result = attribute_text(
-        model,
-        text,
-        seq_len,
-        n_sequences,
-        method,
-        ablation,
-        out,
-        seed,
-        component,
-        position,
-        progress,
+    from myopia.attribution.run import AttributionConfig, measure
+    from myopia.data.text import load_corpus
+    from myopia.models.loading import load_model
+
+    config = with_options(
+        AttributionConfig.full(),
+        seq_len=seq_len,
+        n_sequences=n_sequences,
+        method=None if method is None else method.replace("-", "_"),  # spelled first-order
+        ablation=ablation,
+        components=None if component is None else tuple(component),
+        positions=None if position is None else tuple(position),
+        seed=seed,
     )
-    shares = result["attribution"].future_share()
+    config.check()
+    torch.manual_seed(config.seed)  # a fresh model's weights
+    loaded, tokenizer = load_model(model)
+    run = measure(loaded, tokenizer, config, load_corpus(text), show_progress=progress)
+    shares = run.attribution.future_share()
     ranked = sorted(
         ((name, share) for name, share in shares.items() if share == share),
         key=lambda item: -item[1],
@@ -92,4 +174,4 @@ def attribute(
     for name, share in ranked[:top]:
         table.add_row(name, f"{share:.3f}")
     out_console.print(table)
-    out_console.print(f"written: {', '.join(str(p) for p in result['files'].values())}")
+    print_written(run.write(out, model))

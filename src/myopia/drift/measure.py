@@ -23,6 +23,7 @@ Design, fixed before measuring (CLAIMS.md C9):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +32,10 @@ from sklearn.model_selection import GroupKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from myopia.data.text import Document, token_chunks
 from myopia.drift.pairs import ContinuationPairs, sample_pairs
 from myopia.errors import MyopiaError
+from myopia.io import atomic_write_json
 from myopia.progress import track
 from myopia.stats import Interval, bootstrap_ci, mean_ci
 
@@ -49,6 +52,22 @@ class DriftConfig:
     cv_folds: int = 3
     seed: int = 0
     batch_size: int = 16
+
+    @classmethod
+    def full(cls) -> DriftConfig:
+        """The report's budget (and ``myopia drift``'s defaults)."""
+        return cls(prompt_len=32, continuation_len=64, n_prompts=112)
+
+    @classmethod
+    def quick(cls) -> DriftConfig:
+        """A smoke run: few prompts, short continuations, two candidate layers."""
+        return cls(
+            prompt_len=16,
+            continuation_len=32,
+            n_prompts=40,
+            lengths=(1, 4, 16, 32),
+            layer_stride=10,
+        )
 
     def check(self) -> None:
         if not self.lengths or min(self.lengths) < 1 or max(self.lengths) > self.continuation_len:
@@ -103,6 +122,18 @@ class DriftResult:
             "n_train_prompts": self.n_train,
             "n_test_prompts": self.n_test,
         }
+
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``drift.json`` and the NLL-by-position and probe-accuracy plots (each with its
+        JSON) in ``out``; ``label`` names the model in the JSON and the titles."""
+        from myopia.drift.plots import plot_nll_by_position, plot_probe_accuracy
+
+        out = Path(out)
+        return [
+            atomic_write_json(out / "drift.json", {"model": label, **self.to_dict()}),
+            plot_nll_by_position(self, out / "nll_by_position.png", label),
+            plot_probe_accuracy(self, out / "probe_accuracy.png", label),
+        ]
 
 
 def candidate_layers(n_states: int, stride: int) -> tuple[int, ...]:
@@ -222,3 +253,20 @@ def measure_drift(
         n_test=len(test),
         per_prompt_accuracy=per_prompt,
     )
+
+
+def measure(
+    model, tokenizer, config: DriftConfig, documents: list[Document], show_progress: bool = False
+) -> DriftResult:
+    """C9's measurement: ``config.n_prompts`` windows of the documents' eval split (drawn
+    by ``config.seed``), each continued by the text and by the model; see the module
+    docstring."""
+    config.check()
+    windows = token_chunks(
+        documents,
+        tokenizer,
+        config.prompt_len + config.continuation_len,
+        config.n_prompts,
+        seed=config.seed,
+    )
+    return measure_drift(model, windows, config, show_progress=show_progress)

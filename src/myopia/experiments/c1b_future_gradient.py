@@ -11,29 +11,20 @@ describes the gradient but does not decide the claim.
 
 from __future__ import annotations
 
-from myopia.data.text import token_chunks
-from myopia.gradients.future_share import measure_future_share
+from dataclasses import replace
+
+from myopia.gradients.future_share import FutureShareConfig, measure
 from myopia.gradients.plots import plot_future_share
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import Plot, SectionResult, section
-
-FULL_BUDGET = {"n_sequences": 12, "seq_len": 256}
-QUICK_BUDGET = {"n_sequences": 4, "seq_len": 64}
 
 
 @section("C1b", claim="C1", title="Future share of the gradient norm, per layer")
 def future_gradient_share(ctx: ReportContext) -> SectionResult:
-    budget = QUICK_BUDGET if ctx.quick else FULL_BUDGET
-    sequences = token_chunks(
-        ctx.documents(),
-        ctx.tokenizer,
-        budget["seq_len"],
-        budget["n_sequences"],
-        seed=ctx.seed,
-        split="eval",
-    )
-    result = measure_future_share(
-        ctx.model, sequences, mode="kv", show_progress=ctx.config.show_progress
+    config = replace(preset(FutureShareConfig, ctx.quick), seed=ctx.seed)
+    result = measure(
+        ctx.model, ctx.tokenizer, config, ctx.documents(), show_progress=ctx.config.show_progress
     )
     out = ctx.section_dir("C1b")
     plot = plot_future_share(
@@ -70,5 +61,10 @@ def future_gradient_share(ctx: ReportContext) -> SectionResult:
                 "parameters only, triangles: MLP parameters only.",
             )
         ],
-        budget={**budget, "mode": "kv", "text": "eval split"},
+        budget={
+            "n_sequences": config.n_sequences,
+            "seq_len": config.seq_len,
+            "mode": config.mode,
+            "text": "eval split",
+        },
     )

@@ -2,7 +2,7 @@
 
 On the report's model (SmolLM2 by default), on repeated random tokens:
 - detect the previous-token heads (TransformerLens's pattern and "mul" metric; the top
-  ``TOP_K`` with score ≥ ``THRESHOLD``);
+  3 with score ≥ 0.3: ``PreviousTokenHeadsConfig``);
 - first-order current/future attribution of every head at every position (mean
   ablation): per sequence, median future share of the detected heads − median over all
   heads;
@@ -21,27 +21,33 @@ The future share of the same heads on natural text is shown beside it.
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
+
 import numpy as np
 import torch
 
-from myopia.heads.command import text_batch
-from myopia.heads.induction import repeated_random_tokens
 from myopia.heads.previous_token_role import (
     RATIO,
+    PreviousTokenHeadsConfig,
     PreviousTokenRole,
-    per_sequence_head_shares,
+    measure,
     previous_token_role,
 )
 from myopia.plots import plot_losses_by_setting
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
 from myopia.stats import Interval, mean_ci
 from myopia.training.induction_task import InductionTask, repeated_segments, train_induction_model
 
-TOP_K, THRESHOLD = 3, 0.3
-FULL = {"n": 64, "batch": 8, "text_len": 128, "text_batch": 4, "small_steps": 2000}
-QUICK = {"n": 24, "batch": 4, "text_len": 64, "text_batch": 2, "small_steps": 200}
+
+def _config(ctx: ReportContext) -> PreviousTokenHeadsConfig:
+    return replace(preset(PreviousTokenHeadsConfig, ctx.quick), seed=ctx.seed)
+
+
+def _budget(config: PreviousTokenHeadsConfig) -> dict:
+    return {k: v for k, v in asdict(config).items() if k != "seed"}
 
 
 def _role_rows(label: str, role: PreviousTokenRole) -> list[dict]:
@@ -64,10 +70,6 @@ def _role_rows(label: str, role: PreviousTokenRole) -> list[dict]:
     ]
 
 
-def _heads_text(role: PreviousTokenRole) -> str:
-    return ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in role.heads)
-
-
 def _loss_plot(roles: dict[str, PreviousTokenRole], path, title):
     settings = {
         label: {
@@ -84,36 +86,27 @@ def _loss_plot(roles: dict[str, PreviousTokenRole], path, title):
 
 @section("C4", claim="C4", title="Previous-token heads: future share and ablation")
 def previous_token_heads(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    out = ctx.section_dir("C4")
-    ids = repeated_random_tokens(ctx.tokenizer, budget["n"], budget["batch"], seed=ctx.seed)
-    role = previous_token_role(ctx.model, ids, budget["n"], TOP_K, THRESHOLD)
+    config = _config(ctx)
+    result = measure(ctx.model, ctx.tokenizer, config, ctx.documents())
+    budget = _budget(config)
+    role, text_difference = result.role, result.natural_text_share_difference
     if role is None:
         return SectionResult(
-            summary=f"No head of {ctx.config.model} has a previous-token score ≥ {THRESHOLD}: "
-            "nothing to measure.",
+            summary=f"No head of {ctx.config.model} has a previous-token score ≥ "
+            f"{config.threshold}: nothing to measure.",
             budget=budget,
         )
-    text = text_batch(
-        ctx.tokenizer, ctx.config.text, budget["text_len"], budget["text_batch"], ctx.seed
-    )
-    components, shares = per_sequence_head_shares(ctx.model, text)
-    detected = [
-        i for i, c in enumerate(components) if any((c.layer, c.head) == h[:2] for h in role.heads)
-    ]
-    text_difference = mean_ci(
-        (shares[detected].nanmedian(0).values - shares.nanmedian(0).values).tolist()
-    )
+    out = ctx.section_dir("C4")
     plot = _loss_plot(
         {ctx.config.model: role},
         out / "ablation_loss_rise.png",
-        f"Mean-ablating the previous-token heads {_heads_text(role)}: loss rise per copy, "
+        f"Mean-ablating the previous-token heads {role.heads_text()}: loss rise per copy, "
         f"{budget['batch']} sequences of 2 × {budget['n']} repeated random tokens",
     )
     d = role.to_dict()
     summary = (
         f"On {budget['batch']} sequences of {budget['n']} random tokens repeated once, the "
-        f"previous-token heads of {ctx.config.model} are {_heads_text(role)}. Their median "
+        f"previous-token heads of {ctx.config.model} are {role.heads_text()}. Their median "
         f"future share is {d['share_detected']['mean']:.3f} against "
         f"{d['share_all']['mean']:.3f} for all heads: a difference of "
         f"{role.share_gap.text()}. Mean-ablating them raises the loss on the first copy by "
@@ -125,7 +118,7 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
     )
     return SectionResult(
         summary=summary,
-        numbers={**d, "natural_text_share_difference": text_difference.to_dict()},
+        numbers=result.to_dict(),
         rows=_role_rows(ctx.config.model, role),
         plots=[
             Plot(
@@ -135,38 +128,39 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
             )
         ],
         notes=[
-            f"Detected: the top {TOP_K} heads by TransformerLens's previous-token score "
-            f"(mul metric, BOS kept) with score ≥ {THRESHOLD}, on the same repeated tokens.",
+            f"Detected: the top {config.top_k} heads by TransformerLens's previous-token score "
+            f"(mul metric, BOS kept) with score ≥ {config.threshold}, on the same repeated "
+            "tokens.",
             "Future share per head and sequence: Σ|future| / (Σ|current| + Σ|future|) over "
             "positions, first order (one ordinary and one myopic backward pass), mean "
             "ablation; see `myopia attribute`.",
         ],
-        budget={**budget, "top_k": TOP_K, "threshold": THRESHOLD},
+        budget=budget,
     )
 
 
 @section("C4-small", claim="C4", title="The same on a 2-layer attention-only model trained here")
 def small_model(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    task = InductionTask(steps=budget["small_steps"])
+    config = _config(ctx)
+    task = InductionTask(steps=config.small_steps)
     run = train_induction_model(task, seed=ctx.seed, show_progress=ctx.config.show_progress)
     n = task.half_len
     ids = repeated_segments(task.n_tokens, n, 16, torch.Generator().manual_seed(ctx.seed + 7))
-    role = previous_token_role(run.model, ids, n, TOP_K, threshold=0.0)
+    role = previous_token_role(run.model, ids, n, config.top_k, threshold=0.0)
     formed = run.second_copy_loss < 0.6 * run.first_copy_loss
     summary = (
         f"A 2-layer attention-only Llama (d {task.d_model}, {task.n_heads} heads) trained "
         f"{task.steps} steps on repeated random segments of varying length: held-out loss "
         f"{run.first_copy_loss:.3f} on the first copy and {run.second_copy_loss:.3f} on the "
         f"second ({'induction has formed' if formed else 'induction has not formed yet'}). "
-        f"Its top previous-token heads: {_heads_text(role)}; difference of median future "
+        f"Its top previous-token heads: {role.heads_text()}; difference of median future "
         f"shares {role.share_gap.text()}; ablation loss rise first copy "
         f"{mean_ci(role.loss_rise_first).text()}, second copy "
         f"{mean_ci(role.loss_rise_second).text()}."
     )
-    if role.heads[0].score < THRESHOLD:
+    if role.heads[0].score < config.threshold:
         summary += (
-            f" No head reaches the previous-token threshold {THRESHOLD}: the model carries "
+            f" No head reaches the previous-token threshold {config.threshold}: the model carries "
             "the previous token without a head that attends mostly to it, so the heads "
             "above are only the highest-scoring ones, not previous-token heads."
         )

@@ -31,21 +31,12 @@ reads the bigram table from it for the remaining k - 1 steps.
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import replace
 
-import numpy as np
-from matplotlib.lines import Line2D
-
-from myopia.data.text import token_chunks, token_windows
-from myopia.errors import MyopiaError
-from myopia.io import atomic_write_json, save_figure
-from myopia.lookahead import (
-    REFERENCES,
-    LookaheadConfig,
-    LookaheadResult,
-    measure_lookahead,
-)
-from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.lookahead import REFERENCES
+from myopia.lookahead.measure import FutureProbeConfig, measure
+from myopia.lookahead.plots import plot_lookahead
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import (
     MEASURED,
@@ -58,26 +49,6 @@ from myopia.report.verdicts import NOT_RUN, Verdict, compare_interval
 from myopia.stats import Interval
 
 RULE_OFFSET = 2
-FULL = {
-    "seq_len": 128,
-    "n_fit": 64,
-    "n_val": 24,
-    "n_eval": 64,
-    "n_classes": 1024,
-    "layer_stride": 1,
-    "train_documents": "all",
-}
-# A smoke run: a quarter of the documents for the train text, every third layer.
-QUICK = {
-    "seq_len": 64,
-    "n_fit": 20,
-    "n_val": 10,
-    "n_eval": 20,
-    "n_classes": 512,
-    "layer_stride": 3,
-    "train_documents": "every 4th",
-}
-FAMILY_LABELS = {"residual": "bigram + linear(h)", "lens": "linear map to final state"}
 BASELINE_LABELS = {
     "unigram": "unigram",
     "bigram": "bigram (token t alone)",
@@ -86,46 +57,13 @@ BASELINE_LABELS = {
 }
 
 
-def _layers(n_states: int, stride: int) -> tuple[int, ...]:
-    """Every ``stride``-th hidden state, always with the embedding and the last one."""
-    return tuple(sorted({*range(0, n_states, stride), n_states - 1}))
-
-
-def split_windows(ctx: ReportContext, budget: dict):
-    """(fit, validation, baseline-table) windows of the train split, held-out windows of
-    the eval split."""
-    documents = ctx.documents()
-    train_documents = documents if budget["train_documents"] == "all" else documents[::4]
-    train = token_windows(train_documents, ctx.tokenizer, budget["seq_len"], "train")
-    n_probe = budget["n_fit"] + budget["n_val"]
-    if len(train) <= n_probe:
-        raise MyopiaError(
-            f"the train split has only {len(train)} windows of {budget['seq_len']} tokens; "
-            f"C5 needs more than {n_probe}: give more text"
-        )
-    order = np.random.default_rng(ctx.seed).permutation(len(train))
-    fit = train[order[: budget["n_fit"]]]
-    val = train[order[budget["n_fit"] : n_probe]]
-    table = train[np.sort(order[n_probe:])]
-    held_out = token_chunks(
-        documents, ctx.tokenizer, budget["seq_len"], budget["n_eval"], seed=ctx.seed
-    )
-    return fit, val, table, held_out
-
-
 @section("C5", claim="C5", title="Future-token probes: the token at t + k from the state at t")
 def future_token_probes(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    n_states = ctx.model_info["n_layers"] + 1
-    config = LookaheadConfig(
-        n_classes=budget["n_classes"],
-        layers=_layers(n_states, budget["layer_stride"]),
-        seed=ctx.seed,
+    config = replace(preset(FutureProbeConfig, ctx.quick), seed=ctx.seed)
+    measured = measure(
+        ctx.model, ctx.tokenizer, config, ctx.documents(), show_progress=ctx.config.show_progress
     )
-    fit, val, table, held_out = split_windows(ctx, budget)
-    result = measure_lookahead(
-        ctx.model, fit, val, held_out, table, config, show_progress=ctx.config.show_progress
-    )
+    result, sizes = measured.probes, measured.probes.sizes
     out = ctx.section_dir("C5")
     curves = result.curves()
     plot = plot_lookahead(
@@ -185,9 +123,10 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
     coverage = low if low == high else f"{low}–{high}"
     summary = (
         f"Linear probes read the token at t + k from the hidden state at t of "
-        f"{ctx.config.model}, on {ctx.corpus_name()}: fitted on {len(fit)} train windows, "
-        f"chosen on {len(val)} others, scored on {len(held_out)} held-out windows of "
-        f"{budget['seq_len']} tokens, over the {result.n_classes} most frequent tokens "
+        f"{ctx.config.model}, on {ctx.corpus_name()}: fitted on {sizes['fit_windows']} train "
+        f"windows, chosen on {sizes['validation_windows']} others, scored on "
+        f"{sizes['held_out_windows']} held-out windows of {config.seq_len} tokens, over the "
+        f"{result.n_classes} most frequent tokens "
         f"(which hold {coverage} of the targets). With the probe and the baseline chosen on "
         "the validation windows, "
         + "; ".join(phrases)
@@ -209,7 +148,8 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
         "linear in h_t; a plain linear probe without the table would have to relearn the "
         "bigram statistics from a few thousand positions.",
         "Baselines are counted on the train windows not used by the probes "
-        f"({len(table)} windows); a target outside the probe's {result.n_classes} classes "
+        f"({measured.baseline_windows} windows); a target outside the probe's "
+        f"{result.n_classes} classes "
         "counts as wrong for the probes, but the baselines predict over the whole vocabulary.",
         "CIs: 95% percentile bootstrap over held-out windows, paired for differences. The "
         "per-layer curves are descriptive: their maximum over layers is biased upward.",
@@ -220,7 +160,7 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
         notes.insert(
             0,
             f"Quick budget (a smoke run): the probes are fitted on "
-            f"{len(fit) * result.sizes['positions_per_window']} positions, a fraction of the "
+            f"{sizes['fit_windows'] * sizes['positions_per_window']} positions, a fraction of the "
             "full run's, and see a quarter of the documents; a verdict here says little.",
         )
     for name in REFERENCES:
@@ -244,9 +184,17 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
         ],
         notes=notes,
         budget={
-            **budget,
+            "seq_len": config.seq_len,
+            "n_fit": config.n_fit,
+            "n_val": config.n_val,
+            "n_eval": config.n_eval,
+            "n_classes": config.n_classes,
+            "layer_stride": config.layer_stride,
+            "train_documents": "all"
+            if config.train_document_stride == 1
+            else f"every {config.train_document_stride}th",
             "layers": list(result.layers),
-            "baseline_windows": len(table),
+            "baseline_windows": measured.baseline_windows,
             "text": "train split for fitting, validation and baselines; eval split held out",
         },
     )
@@ -270,55 +218,6 @@ def _context_caveat(entry: dict | None) -> str:
         f" For context, a trigram table (tokens t - 1 and t; a reference that does not vote) "
         f"reaches {trigram.mean:.3f} at k = {RULE_OFFSET}, {relation}."
     )
-
-
-def plot_lookahead(result: LookaheadResult, curves: dict, path: Path, title: str) -> Path:
-    """One panel per probe family: accuracy against layer, one line per k with its CI
-    band, the baselines as horizontal lines in the same colour."""
-    path = Path(path)
-    families = result.families
-    fig, axes = plt.subplots(
-        1, len(families), figsize=(5.2 * len(families), 3.8), sharey=True, squeeze=False
-    )
-    styles = {"bigram": "--", "unigram": ":", "trigram": "-."}
-    layers = curves["layers"]
-    for ax, family in zip(axes[0], families, strict=True):
-        for i, k in enumerate(result.offsets):
-            colour = f"C{i}"
-            series = curves["probes"][family][str(k)]
-            ax.plot(layers, [c["mean"] for c in series], "o-", ms=3, color=colour, label=f"k={k}")
-            ax.fill_between(
-                layers,
-                [c["low"] for c in series],
-                [c["high"] for c in series],
-                color=colour,
-                alpha=0.2,
-            )
-            for name, style in styles.items():
-                if name in curves["baselines"]:
-                    value = curves["baselines"][name][str(k)]["mean"]
-                    ax.axhline(value, ls=style, lw=1, color=colour, alpha=0.8)
-            chosen = result.selected[k]
-            if chosen["family"] == family:
-                mean = series[layers.index(chosen["layer"])]["mean"]
-                ax.plot([chosen["layer"]], [mean], "*", ms=12, color=colour, mec="black")
-        ax.set_title(f"{family}: {FAMILY_LABELS[family]}", fontsize=9)
-        ax.set_xlabel("layer (0 = embeddings)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("held-out top-1 accuracy")
-    handles, _ = axes[0][0].get_legend_handles_labels()
-    for name, style in styles.items():
-        if name in curves["baselines"]:
-            handles.append(Line2D([], [], ls=style, color="grey", label=name))
-    axes[0][0].legend(handles=handles, fontsize=7, loc="upper left", ncol=2)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path)
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {"curves": curves, "selected": {str(k): v for k, v in result.selected.items()}},
-    )
-    return path
 
 
 def lookahead_verdict(difference: Interval) -> Verdict:

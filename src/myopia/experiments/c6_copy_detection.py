@@ -31,69 +31,35 @@ induction heads found on repeated random tokens.
 
 from __future__ import annotations
 
-from myopia.data.text import Document, split_text
+from dataclasses import replace
+
 from myopia.faithfulness.copy_detection import (
     CopyDetectionConfig,
     CopyDetectionResult,
-    detect_copy,
+    measure,
     plot_detector_aurocs,
     plot_head_signal,
 )
-from myopia.faithfulness.quote_data import PHRASINGS, make_quote_requests
+from myopia.faithfulness.quote_data import PHRASINGS
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
 from myopia.stats import Interval
 
 AUROC_THRESHOLD = 0.8
-FULL = {
-    "n_contexts": 50,
-    "n_present": 3,
-    "n_absent": 1,
-    "lines": (4, 5),
-    "max_new_tokens": 16,
-    "n_folds": 5,
-    "residual_layer_stride": 3,
-}
-# A smoke run: few contexts, short quotes; its CIs are wide and a verdict says little.
-QUICK = {
-    "n_contexts": 10,
-    "n_present": 2,
-    "n_absent": 1,
-    "lines": (4, 4),
-    "max_new_tokens": 16,
-    "n_folds": 3,
-    "residual_layer_stride": 6,
-}
-
-
-def _config(ctx: ReportContext, budget: dict) -> CopyDetectionConfig:
-    n_states = ctx.model_info["n_layers"] + 1
-    stride = budget["residual_layer_stride"]
-    return CopyDetectionConfig(
-        max_new_tokens=budget["max_new_tokens"],
-        batch_size=16,
-        n_folds=budget["n_folds"],
-        seed=ctx.seed,
-        residual_layers=tuple(sorted({*range(0, n_states, stride), n_states - 1})),
-        show_progress=ctx.config.show_progress,
-    )
 
 
 @section("C6", claim="C6", title="Copy or hallucination: a detector from lookback ratios")
 def copy_detection(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    # The eval split, as the other sections use for held-out text (nothing is trained here).
-    documents = [Document(d.name, split_text(d.text, "eval")) for d in ctx.documents()]
-    requests = make_quote_requests(
-        documents,
-        budget["n_contexts"],
-        ctx.seed,
-        n_present=budget["n_present"],
-        n_absent=budget["n_absent"],
-        lines=budget["lines"],
+    config = replace(preset(CopyDetectionConfig, ctx.quick), seed=ctx.seed)
+    result = measure(
+        ctx.model,
+        ctx.tokenizer,
+        config,
+        documents=ctx.documents(),
+        show_progress=ctx.config.show_progress,
     )
-    result = detect_copy(ctx.model, ctx.tokenizer, requests, _config(ctx, budget))
     out = ctx.section_dir("C6")
     model = ctx.config.model
     plots = []
@@ -135,7 +101,16 @@ def copy_detection(ctx: ReportContext) -> SectionResult:
         rows=_rows(result),
         plots=plots,
         notes=_notes(ctx, result),
-        budget={**budget, "lines": list(budget["lines"]), "n_requests": len(requests)},
+        budget={
+            "n_contexts": config.n_contexts,
+            "n_present": config.n_present,
+            "n_absent": config.n_absent,
+            "lines": list(config.lines),
+            "max_new_tokens": config.max_new_tokens,
+            "n_folds": config.n_folds,
+            "residual_layer_stride": config.residual_layer_stride,
+            "n_requests": len(result.requests),
+        },
     )
 
 

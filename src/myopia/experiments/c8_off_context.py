@@ -20,38 +20,24 @@ refuses everything is no fix); sampled answers are description and do not vote.
 
 from __future__ import annotations
 
-from myopia.faithfulness.article_data import FRAMINGS, generate_article_questions
-from myopia.faithfulness.off_context import (
-    OffContextConfig,
-    evaluate_off_context,
-    plot_off_context,
-)
+from dataclasses import replace
+
+from myopia.faithfulness.article_data import FRAMINGS
+from myopia.faithfulness.off_context import OffContextConfig, measure, plot_off_context
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
 from myopia.stats import Interval
 
 THRESHOLD = 0.30
-OFF_TOPIC_PER_ARTICLE = 4
-# Records = articles × (1 control + 4 off-topic); half the articles select, half decide.
-FULL = {"records": 120, "samples": 2, "sample_limit": 6, "max_new_tokens": 16}
-QUICK = {"records": 20, "samples": 0, "sample_limit": 0, "max_new_tokens": 16}
 
 
 @section("C8", claim="C8", title="Off-context questions: answered from the prior?")
 def off_context_questions(ctx: ReportContext) -> SectionResult:
-    budget = QUICK if ctx.quick else FULL
-    records = generate_article_questions(
-        budget["records"], seed=ctx.seed, off_topic_per_article=OFF_TOPIC_PER_ARTICLE
-    )
-    config = OffContextConfig(
-        samples=budget["samples"],
-        sample_limit=budget["sample_limit"],
-        max_new_tokens=budget["max_new_tokens"],
-        seed=ctx.seed,
-        show_progress=ctx.config.show_progress,
-    )
-    result = evaluate_off_context(ctx.model, ctx.tokenizer, records, config)
+    # Half the articles select the best framing, half decide.
+    config = replace(preset(OffContextConfig, ctx.quick), seed=ctx.seed)
+    result = measure(ctx.model, ctx.tokenizer, config, show_progress=ctx.config.show_progress)
     out = ctx.section_dir("C8")
     plot = plot_off_context(
         result,
@@ -85,8 +71,9 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
     n_articles = numbers["n_articles"]
     summary = (
         f"{ctx.config.model} read {n_articles} short articles on "
-        f"{len({r.subject for r in records})} subjects, each asked one question it answers "
-        f"and {OFF_TOPIC_PER_ARTICLE} it does not (off-topic, with well-known answers), under "
+        f"{len({item['subject'] for item in result.items})} subjects, each asked one question "
+        f"it answers and {config.off_topic_per_article} it does not (off-topic, with "
+        "well-known answers), under "
         f"{len(config.framings)} framings. On the verdict half of the articles the plain "
         f"prompt is answered from the prior in {plain.text('.2f') if plain else 'no'} of "
         f"off-topic questions; the framing chosen on the selection half, "
@@ -134,7 +121,7 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
                 )
         notes.append(
             f"Secondary (does not vote): {config.samples} answers sampled at temperature "
-            f"{config.temperature} for the first {budget['sample_limit']} verdict-half "
+            f"{config.temperature} for the first {config.sample_limit} verdict-half "
             "questions under plain and the best framing, labelled by rules: "
             + "; ".join(parts)
             + "."
@@ -155,8 +142,11 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
         ],
         notes=notes,
         budget={
-            **budget,
-            "off_topic_per_article": OFF_TOPIC_PER_ARTICLE,
+            "records": config.records,
+            "samples": config.samples,
+            "sample_limit": config.sample_limit,
+            "max_new_tokens": config.max_new_tokens,
+            "off_topic_per_article": config.off_topic_per_article,
             "framings": list(config.framings),
         },
     )

@@ -17,9 +17,11 @@ bootstraps over held-out prompts.
 
 from __future__ import annotations
 
-from myopia.data.text import token_chunks
-from myopia.drift import DriftConfig, DriftResult, measure_drift
+from dataclasses import replace
+
+from myopia.drift.measure import DriftConfig, DriftResult, measure
 from myopia.drift.plots import plot_nll_by_position, plot_probe_accuracy
+from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
@@ -27,10 +29,10 @@ from myopia.stats import Interval, mean_ci
 
 ACCURACY_THRESHOLD = 0.7
 
-FULL = DriftConfig(prompt_len=32, continuation_len=64, n_prompts=112)
-QUICK = DriftConfig(
-    prompt_len=16, continuation_len=32, n_prompts=40, lengths=(1, 4, 16, 32), layer_stride=10
-)
+
+def drift_config(quick: bool, seed: int) -> DriftConfig:
+    """What section C9 measures: the report's preset at the report's seed."""
+    return replace(preset(DriftConfig, quick), seed=seed)
 
 
 def drift_verdict(longest: Interval, rise: Interval, k: int) -> Verdict:
@@ -48,16 +50,10 @@ def drift_verdict(longest: Interval, rise: Interval, k: int) -> Verdict:
 
 @section("C9", claim="C9", title="Self-generation drift: NLL by position and a probe")
 def self_generation_drift(ctx: ReportContext) -> SectionResult:
-    base = QUICK if ctx.quick else FULL
-    config = DriftConfig(**{**base.__dict__, "seed": ctx.seed})
-    windows = token_chunks(
-        ctx.documents(),
-        ctx.tokenizer,
-        config.prompt_len + config.continuation_len,
-        config.n_prompts,
-        seed=ctx.seed,
+    config = drift_config(ctx.quick, ctx.seed)
+    result = measure(
+        ctx.model, ctx.tokenizer, config, ctx.documents(), show_progress=ctx.config.show_progress
     )
-    result = measure_drift(ctx.model, windows, config, show_progress=ctx.config.show_progress)
     out = ctx.section_dir("C9")
     numbers = result.to_dict()
     nll_plot = plot_nll_by_position(result, out / "nll_by_position.png", ctx.config.model)

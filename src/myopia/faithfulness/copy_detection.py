@@ -17,8 +17,12 @@
 ``generations`` may be passed instead of step 1 (quotes decided elsewhere, e.g. a test's
 planted copies); their token ids are then read as the model's continuation.
 
->>> result = detect_copy(model, tokenizer, requests, CopyDetectionConfig())  # doctest: +SKIP
->>> result.exact.lookback.text(".3f")                                         # doctest: +SKIP
+``measure`` is C6 as the report and ``myopia detect-copy`` run it: the requests made from
+the eval split of a text (or given), then ``detect_copy``; ``CopyDetectionConfig.full()``
+and ``quick()`` are the report's budgets.
+
+>>> result = measure(model, tokenizer, CopyDetectionConfig.full(), documents)  # doctest: +SKIP
+>>> result.exact.lookback.text(".3f")                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import spearmanr
 
+from myopia.data.text import Document, split_text
 from myopia.errors import MyopiaError
 from myopia.faithfulness.copy_detector import DetectorOutcome, auroc, evaluate_detectors
 from myopia.faithfulness.lookback import span_features
-from myopia.faithfulness.quote_data import QuoteRequest, quote_prompt
+from myopia.faithfulness.quote_data import QuoteRequest, make_quote_requests, quote_prompt
 from myopia.faithfulness.span_match import (
     COPIED,
     HALLUCINATED,
@@ -50,9 +55,9 @@ __all__ = [
     "CopyDetectionConfig",
     "CopyDetectionResult",
     "detect_copy",
+    "measure",
     "plot_detector_aurocs",
     "plot_head_signal",
-    "run_detect_copy",
 ]
 
 STOP = ('"', "\n")  # a quote ends at its closing mark or at the end of the line
@@ -63,17 +68,47 @@ EXTRA_FEATURES = ("span length (tokens)", "mean log-prob")
 
 @dataclass(frozen=True)
 class CopyDetectionConfig:
+    # The requests ``measure`` makes from a text (``quote_data.make_quote_requests``).
+    n_contexts: int = 50  # passages
+    n_present: int = 3  # requests per passage for a word it contains
+    n_absent: int = 1  # ... and for a word it does not
+    lines: tuple[int, int] = (4, 5)  # lines per passage, fewest and most
+    # Generation, labels and detectors.
     max_new_tokens: int = 24
     min_words: int = MIN_WORDS  # shorter quotes are not labelled
     batch_size: int = 8  # prompts per generation batch
     n_folds: int = 5  # held-out folds of contexts
     n_resamples: int = 1000  # cluster-bootstrap resamples
     seed: int = 0
-    residual_layers: tuple[int, ...] | None = None  # None: every hidden state
+    residual_layer_stride: int | None = None  # probe every stride-th hidden state and the
+    # last; None: every hidden state
     induction_tokens: int = 32  # n of the repeated random tokens (BOS + n + n)
     induction_batch: int = 4
     top_k: int = 10  # heads compared between copy signal and induction score
-    show_progress: bool = False
+
+    @classmethod
+    def full(cls) -> CopyDetectionConfig:
+        return cls(max_new_tokens=16, batch_size=16, residual_layer_stride=3)
+
+    @classmethod
+    def quick(cls) -> CopyDetectionConfig:
+        """A smoke run: few contexts, short quotes; its CIs are wide."""
+        return cls(
+            n_contexts=10,
+            n_present=2,
+            lines=(4, 4),
+            max_new_tokens=16,
+            batch_size=16,
+            n_folds=3,
+            residual_layer_stride=6,
+        )
+
+    def residual_layers(self, n_states: int) -> tuple[int, ...] | None:
+        """The hidden states the residual probe may choose from (None: all)."""
+        stride = self.residual_layer_stride
+        if stride is None:
+            return None
+        return tuple(sorted({*range(0, n_states, stride), n_states - 1}))
 
 
 @dataclass
@@ -127,6 +162,19 @@ class CopyDetectionResult:
             ],
         }
 
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``copy_detection.json`` and, where detectors were scored, the AUROC bars and the
+        per-head signal (each with its JSON) in ``out``; ``label`` names the model."""
+        out = Path(out)
+        files = [atomic_write_json(out / "copy_detection.json", self.to_dict())]
+        for plotted in (
+            plot_detector_aurocs(self, out / "detector_auroc.png", f"{label}: held-out AUROC"),
+            plot_head_signal(self, out / "head_signal.png", f"{label}: single-head AUROC − 0.5"),
+        ):
+            if plotted is not None:
+                files += [plotted, plotted.with_suffix(".json")]
+        return files
+
 
 def _head_overlap(signal: np.ndarray | None, induction: np.ndarray, k: int) -> dict:
     """Rank correlation of |copy signal| with induction score, and the top-k overlap."""
@@ -152,6 +200,7 @@ def detect_copy(
     requests: list[QuoteRequest],
     config: CopyDetectionConfig = CopyDetectionConfig(),
     generations: list[Continuation] | None = None,
+    show_progress: bool = False,
 ) -> CopyDetectionResult:
     """Generate, label, read features and score detectors (module docstring)."""
     if not requests:
@@ -172,7 +221,7 @@ def detect_copy(
                 settings,
                 options=WHOLE_TOKENS,
                 batch_size=config.batch_size,
-                show_progress=config.show_progress,
+                show_progress=show_progress,
             )
         ]
     elif len(generations) != len(requests):
@@ -194,7 +243,7 @@ def detect_copy(
     if len(usable) >= 2:
         prompt_ids = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in usable]
         span_ids = [list(generations[i].token_ids) for i in usable]
-        features = span_features(model, prompt_ids, span_ids, show_progress=config.show_progress)
+        features = span_features(model, prompt_ids, span_ids, show_progress=show_progress)
         timings["features"] = time.perf_counter() - start
         n, n_layers, n_heads = features.lookback.shape
         lookback = features.lookback.reshape(n, n_layers * n_heads)
@@ -211,7 +260,7 @@ def detect_copy(
             exact = evaluate_detectors(
                 lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
                 n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
-                residual_layers=config.residual_layers,
+                residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
             )  # fmt: skip
         except MyopiaError as error:
             reasons["exact"] = str(error)
@@ -332,46 +381,32 @@ def plot_detector_aurocs(
     return path
 
 
-def run_detect_copy(
-    model_spec: str,
-    *,
-    data: Path | None = None,
-    text: Path | None = None,
-    n_contexts: int = 40,
-    seed: int = 0,
-    out: Path = Path("myopia-copy"),
-    max_new_tokens: int = 24,
-    save_data: Path | None = None,
-    show_progress: bool = True,
-) -> tuple[CopyDetectionResult, list[Path]]:
-    """What ``myopia detect-copy`` does: load the model, read or make the requests, run
-    ``detect_copy``, write ``copy_detection.json`` and the plots into ``out``."""
-    from myopia.data.text import load_corpus
-    from myopia.faithfulness.quote_data import make_quote_requests
-    from myopia.faithfulness.records import read_records, write_records
-    from myopia.models.loading import load_model
+def measure(
+    model,
+    tokenizer,
+    config: CopyDetectionConfig,
+    documents: list[Document] | None = None,
+    requests: list[QuoteRequest] | None = None,
+    show_progress: bool = False,
+) -> CopyDetectionResult:
+    """C6: the quote ``requests`` given, or ``config.n_contexts`` passages' worth made from
+    the eval split of ``documents`` (seeded by ``config.seed``), through ``detect_copy``."""
+    if (documents is None) == (requests is None):
+        raise MyopiaError("give either quote requests or documents to make them from")
+    if requests is None:
+        requests = make_requests(config, documents)
+    return detect_copy(model, tokenizer, requests, config, show_progress=show_progress)
 
-    if data is not None and text is not None:
-        raise MyopiaError("give either --data (your requests) or --text (text to make them from)")
-    if data is not None:
-        requests = read_records(data, QuoteRequest)
-    else:
-        requests = make_quote_requests(load_corpus(text), n_contexts, seed)
-    files = []
-    if save_data is not None:
-        files.append(write_records(save_data, requests))
-    model, tokenizer = load_model(model_spec)
-    config = CopyDetectionConfig(
-        max_new_tokens=max_new_tokens, seed=seed, batch_size=16, show_progress=show_progress
+
+def make_requests(config: CopyDetectionConfig, documents: list[Document]) -> list[QuoteRequest]:
+    """The quote requests ``measure`` makes from the eval split of ``documents`` (held-out
+    text, as the other measurements use; nothing is trained here)."""
+    held_out = [Document(d.name, split_text(d.text, "eval")) for d in documents]
+    return make_quote_requests(
+        held_out,
+        config.n_contexts,
+        config.seed,
+        n_present=config.n_present,
+        n_absent=config.n_absent,
+        lines=config.lines,
     )
-    result = detect_copy(model, tokenizer, requests, config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    files.append(atomic_write_json(out / "copy_detection.json", result.to_dict()))
-    for plotted in (
-        plot_detector_aurocs(result, out / "detector_auroc.png", f"{model_spec}: held-out AUROC"),
-        plot_head_signal(result, out / "head_signal.png", f"{model_spec}: single-head AUROC − 0.5"),
-    ):
-        if plotted is not None:
-            files += [plotted, plotted.with_suffix(".json")]
-    return result, files

@@ -3,21 +3,53 @@
 Each sequence gives one gradient split (``split_gradient``) and so one future share per
 group of parameters; the confidence interval is over sequences, which are independent
 samples of text.
+
+C1(b)'s measurement (``myopia gradient-split`` and report section C1b): ``measure`` with a
+``FutureShareConfig`` (``full()`` / ``quick()`` are the report's budgets).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from myopia.data.text import Document, token_chunks
+from myopia.errors import MyopiaError
 from myopia.gradients.split import parameter_group, parameter_kind, split_gradient
 from myopia.progress import track
 from myopia.stats import Interval, mean_ci
 
 KINDS = ("attention", "mlp")
+MODES, BACKENDS = ("kv", "residual"), ("fast", "eager")
+
+
+@dataclass(frozen=True)
+class FutureShareConfig:
+    """Sequences of ``seq_len`` tokens from the eval split, one gradient split each."""
+
+    n_sequences: int = 12
+    seq_len: int = 256
+    mode: str = "kv"  # the myopic gradient's definition (myopia.attention)
+    backend: str = "fast"  # the myopic attention path; both compute the same gradient
+    seed: int = 0  # which windows of the text
+
+    @classmethod
+    def full(cls) -> FutureShareConfig:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> FutureShareConfig:
+        return cls(n_sequences=4, seq_len=64)
+
+    def check(self) -> None:
+        if self.mode not in MODES:
+            raise MyopiaError(f"mode must be kv or residual, not {self.mode!r}")
+        if self.backend not in BACKENDS:
+            raise MyopiaError(f"backend must be fast or eager, not {self.backend!r}")
 
 
 @dataclass
@@ -62,6 +94,14 @@ class FutureShareResult:
             "norms": self.norms,
         }
 
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``future_share_by_layer.png`` and its JSON (the numbers of ``to_dict``) in ``out``."""
+        from myopia.gradients.plots import plot_future_share  # it imports this module
+
+        title = f"{label}: future share per layer ({self.mode})"
+        plot = plot_future_share(self, Path(out) / "future_share_by_layer.png", title)
+        return [plot, plot.with_suffix(".json")]
+
 
 def measure_future_share(
     model: nn.Module,
@@ -99,4 +139,22 @@ def measure_future_share(
         by_kind={k: {g: np.asarray(v) for g, v in d.items()} for k, d in by_kind.items()},
         overall=np.asarray(overall),
         norms=norms,
+    )
+
+
+def measure(
+    model: nn.Module,
+    tokenizer,
+    config: FutureShareConfig,
+    documents: list[Document],
+    show_progress: bool = False,
+) -> FutureShareResult:
+    """C1(b): the future share of ``config.n_sequences`` windows of the documents' eval
+    split, drawn by ``config.seed``."""
+    config.check()
+    sequences = token_chunks(
+        documents, tokenizer, config.seq_len, config.n_sequences, seed=config.seed, split="eval"
+    )
+    return measure_future_share(
+        model, sequences, config.mode, config.backend, show_progress=show_progress
     )

@@ -4,7 +4,7 @@ Hugging Face causal LM (Llama family with grouped-query attention, GPT-2).
 - ``detection``: TransformerLens's head-detector scores per (layer, query head);
 - ``induction``: repeated random tokens, the induction stripe score and the loss by repeat;
 - ``patterns``: the detection patterns; ``attention``: reading attention weights;
-- ``command``: what ``myopia heads`` runs (``run_heads``); ``plots``: the heatmaps. Import
+- ``scan``: what ``myopia heads`` runs (``measure``); ``plots``: the heatmaps. Import
   those two from their modules (they load matplotlib and the text corpus tools).
 
 >>> from myopia.heads import detect_heads, repeated_random_tokens

@@ -11,24 +11,53 @@ On repeated random tokens (a random segment, then the same segment again), for o
    first copy (where induction cannot help: the heads' "current" value) and on the
    second (where induction copies); the statistic is Δsecond − 3·Δfirst.
 
-Both statistics are per sequence, so their intervals are over sequences.
+Both statistics are per sequence, so their intervals are over sequences. Beside them,
+on natural text (windows of the documents, as ``myopia heads`` reads them), the same heads'
+median future share minus that of all heads.
+
+``measure`` is C4 as the report and ``myopia previous-token-heads`` run it, with a
+``PreviousTokenHeadsConfig`` (``full()`` / ``quick()``: the report's budgets).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from myopia.attribution import attribute
 from myopia.attribution.components import ablated_value, edit_outputs, layer_sites
+from myopia.data.text import Document
 from myopia.heads.detection import Head, detect_heads
-from myopia.heads.induction import repeated_token_losses
+from myopia.heads.induction import repeated_random_tokens, repeated_token_losses
+from myopia.heads.scan import text_batch
+from myopia.io import atomic_write_json
 from myopia.stats import Interval, mean_ci
 
 RATIO = 3.0  # CLAIMS.md: second-repeat loss must rise at least 3x as much as first-repeat
+
+
+@dataclass(frozen=True)
+class PreviousTokenHeadsConfig:
+    n: int = 64  # random tokens per copy
+    batch: int = 8  # sequences of repeated random tokens
+    text_len: int = 128  # tokens per natural-text window
+    text_batch: int = 4  # natural-text windows
+    top_k: int = 3  # previous-token heads kept, best first ...
+    threshold: float = 0.3  # ... of those with at least this previous-token score
+    small_steps: int = 2000  # training steps of the small attention-only model (C4-small)
+    seed: int = 0
+
+    @classmethod
+    def full(cls) -> PreviousTokenHeadsConfig:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> PreviousTokenHeadsConfig:
+        return cls(n=24, batch=4, text_len=64, text_batch=2, small_steps=200)
 
 
 @contextmanager
@@ -81,6 +110,10 @@ class PreviousTokenRole:
             ]
         )
 
+    def heads_text(self) -> str:
+        """The detected heads as ``L3.H5 (0.92), ...`` (score in brackets)."""
+        return ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in self.heads)
+
     @property
     def share_gap(self) -> Interval:
         return mean_ci(self.share_difference)
@@ -121,6 +154,12 @@ def per_sequence_head_shares(
     return [result.components[i] for i in rows], shares
 
 
+def rows_of(components: list, heads: list[Head]) -> list[int]:
+    """The rows of ``components`` (attribution components) that are among ``heads``."""
+    wanted = {(h.layer, h.head) for h in heads}
+    return [i for i, c in enumerate(components) if (c.layer, c.head) in wanted]
+
+
 def previous_token_role(
     model: nn.Module, input_ids: torch.Tensor, n: int, top_k: int = 3, threshold: float = 0.3
 ) -> PreviousTokenRole | None:
@@ -130,9 +169,7 @@ def previous_token_role(
     if not heads:
         return None
     components, shares = per_sequence_head_shares(model, input_ids)
-    detected = [
-        i for i, c in enumerate(components) if any((c.layer, c.head) == h[:2] for h in heads)
-    ]
+    detected = rows_of(components, heads)
     share_detected = shares[detected].nanmedian(0).values  # (B,)
     share_all = shares.nanmedian(0).values
     clean = repeated_token_losses(model, input_ids, n)
@@ -146,3 +183,46 @@ def previous_token_role(
         loss_rise_first=(ablated.first - clean.first).tolist(),
         loss_rise_second=(ablated.second - clean.second).tolist(),
     )
+
+
+@dataclass
+class PreviousTokenHeadsResult:
+    """C4 on one model: the role on repeated tokens (None: no head reached the threshold)
+    and, for the same heads on natural text, median future share − that of all heads."""
+
+    config: PreviousTokenHeadsConfig
+    role: PreviousTokenRole | None
+    natural_text_share_difference: Interval | None = None
+
+    def to_dict(self) -> dict:
+        if self.role is None:
+            return {}
+        return {
+            **self.role.to_dict(),
+            "natural_text_share_difference": self.natural_text_share_difference.to_dict(),
+        }
+
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``previous_token_heads.json`` in ``out``; ``label`` names the model."""
+        data = {"model": label, "config": self.config, **self.to_dict()}
+        return [atomic_write_json(Path(out) / "previous_token_heads.json", data)]
+
+
+def measure(
+    model: nn.Module,
+    tokenizer,
+    config: PreviousTokenHeadsConfig,
+    documents: list[Document],
+) -> PreviousTokenHeadsResult:
+    """C4: detect the previous-token heads on ``config.batch`` sequences of 2 ×
+    ``config.n`` repeated random tokens, measure their role there, and their future share
+    on ``config.text_batch`` windows of the documents."""
+    ids = repeated_random_tokens(tokenizer, config.n, config.batch, seed=config.seed)
+    role = previous_token_role(model, ids, config.n, config.top_k, config.threshold)
+    if role is None:
+        return PreviousTokenHeadsResult(config, None)
+    text = text_batch(tokenizer, documents, config.text_len, config.text_batch, config.seed)
+    components, shares = per_sequence_head_shares(model, text)
+    detected = rows_of(components, role.heads)
+    difference = shares[detected].nanmedian(0).values - shares.nanmedian(0).values  # (B,)
+    return PreviousTokenHeadsResult(config, role, mean_ci(difference.tolist()))

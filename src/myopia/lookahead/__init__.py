@@ -48,6 +48,9 @@ The parts, each usable on its own:
 
 - ``measure_lookahead`` / ``probe_states``: fit on the fit windows, choose on the
   validation windows, score on the held-out windows, and keep per-sequence accuracies.
+- ``measure.measure``: C5 as the report and ``myopia lookahead`` run it, from a text and a
+  ``FutureProbeConfig`` (the report's budgets as ``full()`` / ``quick()``); ``plots``: the
+  accuracy-by-layer figure.
 
 Multiple comparisons (fixed before measuring): the verdict's probe is chosen on the
 validation windows (train text, disjoint from the fit windows), as the (family, layer)

@@ -1,25 +1,27 @@
-"""What ``myopia heads`` does, as a function: score every head, write heatmaps, return data.
+"""A scan of every head (what ``myopia heads`` runs): scores per kind, heatmaps, data.
 
 Two batched forward passes with attention weights, and one without:
 
-1. natural text (``text``: a file or folder, default the Shakespeare corpus), ``batch``
-   windows of ``seq_len`` tokens with the tokenizer's BOS first where it has one (as
-   TransformerLens prepends it): previous-token, duplicate-token and induction scores,
-   TransformerLens's definitions (``myopia.heads.detection``);
+1. natural text (``documents``, e.g. the Shakespeare corpus), ``batch`` windows of
+   ``seq_len`` tokens with the tokenizer's BOS first where it has one (as TransformerLens
+   prepends it): previous-token, duplicate-token and induction scores, TransformerLens's
+   definitions (``myopia.heads.detection``);
 2. repeated random tokens, ``batch`` rows of BOS + n + n tokens with n = (seq_len - 1) // 2:
    the induction stripe score (``myopia.heads.induction``);
 3. the same repeated tokens: next-token loss on the first copy and on the second.
 
 Example::
 
-    report = run_heads("smollm2", seq_len=128, batch=8, out=Path("myopia-heads"))
+    model, tokenizer = load_model("smollm2")
+    report = measure(model, tokenizer, HeadScanConfig.full(), load_corpus())
     for line in report.summary_lines(k=5):
         print(line)                        # kind, then "layer.head score" of the best heads
+    report.write(Path("myopia-heads"), "smollm2")
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from myopia.data.text import load_corpus, token_windows
+from myopia.data.text import Document, token_windows
 from myopia.errors import MyopiaError
 from myopia.heads.detection import KINDS, Head, HeadScores, detect_heads
 from myopia.heads.induction import (
@@ -37,24 +39,38 @@ from myopia.heads.induction import (
     repeated_random_tokens,
     repeated_token_losses,
 )
-from myopia.heads.plots import plot_head_scores
-from myopia.models.loading import describe_model, load_model
+from myopia.models.loading import describe_model
 
-__all__ = ["HeadsReport", "run_heads", "text_batch"]
+__all__ = ["HeadScanConfig", "HeadsReport", "measure", "text_batch"]
 
 FIGURE_NAME = "heads.png"
 
 
+@dataclass(frozen=True)
+class HeadScanConfig:
+    seq_len: int = 128  # tokens per text window, BOS included where the model has one
+    batch: int = 8  # text windows, and sequences of repeated random tokens
+    seed: int = 0
+
+    @classmethod
+    def full(cls) -> HeadScanConfig:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> HeadScanConfig:
+        return cls(seq_len=64, batch=4)
+
+
 @dataclass
 class HeadsReport:
-    """Everything ``run_heads`` measured; ``files`` lists what it wrote (figure, JSON)."""
+    """Everything ``measure`` found: the scores of every head, and the loss by repeat."""
 
     model: dict[str, Any]
     text: str
     detection: HeadScores
     stripe: HeadScores
     repeated_loss: RepeatedTokenLoss
-    files: list[Path] = field(default_factory=list)
+    config: HeadScanConfig = HeadScanConfig()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -91,23 +107,35 @@ class HeadsReport:
             "repeated_loss": self.repeated_loss.to_dict(),
         }
 
+    def write(self, out: Path, label: str = "", top_k: int = 5) -> list[Path]:
+        """``heads.png`` (one heatmap per kind) and ``heads.json`` (``to_dict(top_k)``)."""
+        from myopia.heads.plots import plot_head_scores  # matplotlib only when writing
+
+        panels = {kind: self.scores(kind) for kind in self.kinds}
+        n, batch = self.repeated_loss.n, self.config.batch
+        title = (
+            f"{label}: head scores ({batch} x {self.config.seq_len} tokens of {self.text}; "
+            f"stripe on {batch} x 2 x {n} repeated random tokens)"
+        )
+        figure = plot_head_scores(panels, Path(out) / FIGURE_NAME, title, self.to_dict(top_k))
+        return [figure, figure.with_suffix(".json")]
+
 
 def text_batch(
     tokenizer: PreTrainedTokenizerBase,
-    text: str | Path | None,
+    documents: list[Document],
     seq_len: int,
     batch: int,
     seed: int = 0,
 ) -> torch.Tensor:
-    """``(batch, seq_len)`` windows of ``text`` (default corpus if None), BOS first where
-    the tokenizer has one, drawn without overlap by ``seed``. Windows come from the
+    """``(batch, seq_len)`` windows of ``documents``, BOS first where the tokenizer has
+    one, drawn without overlap by ``seed``. Windows come from the
     held-out (``eval``) part of each document (``myopia.data.text``), and from the rest
     as well when that part has fewer than ``batch``."""
     bos = tokenizer.bos_token_id
     body = seq_len - (bos is not None)
     if body < 2 or batch < 1:
         raise MyopiaError(f"need seq_len >= {2 + (bos is not None)} and batch >= 1")
-    documents = load_corpus(text)
     # The held-out part alone is enough for the default corpus and quick to tokenize; the
     # training part joins it only when it is too short (a small file of the user's).
     windows = token_windows(documents, tokenizer, body, "eval")
@@ -125,37 +153,20 @@ def text_batch(
     return torch.cat([torch.full((batch, 1), bos, dtype=torch.long), chosen], dim=1)
 
 
-def run_heads(
-    model: str = "smollm2",
-    text: str | Path | None = None,
-    seq_len: int = 128,
-    batch: int = 8,
-    out: Path | None = Path("myopia-heads"),
-    seed: int = 0,
-    top_k: int = 5,
+def measure(
+    model,
+    tokenizer: PreTrainedTokenizerBase,
+    config: HeadScanConfig,
+    documents: list[Document],
+    source: str = "default corpus (Shakespeare)",
 ) -> HeadsReport:
-    """Load ``model``, score its heads (see the module docstring) and, unless ``out`` is
-    None, write ``out/heads.png`` (one heatmap per kind) and ``out/heads.json`` beside it."""
-    loaded, tokenizer = load_model(model)
-    description = describe_model(loaded)
-
-    input_ids = text_batch(tokenizer, text, seq_len, batch, seed)
-    detection = detect_heads(loaded, input_ids, KINDS)
+    """Score every head of ``model`` (see the module docstring); ``source`` names the text."""
+    input_ids = text_batch(tokenizer, documents, config.seq_len, config.batch, config.seed)
+    detection = detect_heads(model, input_ids, KINDS)
 
     has_bos = tokenizer.bos_token_id is not None
-    n = (seq_len - has_bos) // 2
-    repeated = repeated_random_tokens(tokenizer, n, batch, seed)
-    stripe = induction_stripe_scores(loaded, n, input_ids=repeated, seed=seed)
-    repeated_loss = repeated_token_losses(loaded, repeated, n)
-
-    source = "default corpus (Shakespeare)" if text is None else str(text)
-    report = HeadsReport(description, source, detection, stripe, repeated_loss)
-    if out is not None:
-        panels = {kind: report.scores(kind) for kind in report.kinds}
-        title = (
-            f"{model}: head scores ({batch} x {seq_len} tokens of {source}; "
-            f"stripe on {batch} x 2 x {n} repeated random tokens)"
-        )
-        figure = plot_head_scores(panels, Path(out) / FIGURE_NAME, title, report.to_dict(top_k))
-        report.files = [figure, figure.with_suffix(".json")]
-    return report
+    n = (config.seq_len - has_bos) // 2
+    repeated = repeated_random_tokens(tokenizer, n, config.batch, config.seed)
+    stripe = induction_stripe_scores(model, n, input_ids=repeated, seed=config.seed)
+    repeated_loss = repeated_token_losses(model, repeated, n)
+    return HeadsReport(describe_model(model), source, detection, stripe, repeated_loss, config)

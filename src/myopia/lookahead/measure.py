@@ -1,0 +1,121 @@
+"""C5 as the report and ``myopia lookahead`` run it: windows of a text, split into fit,
+validation, baseline-table and held-out sets, then ``measure_lookahead``.
+
+Windows of the train split are drawn at random (``seed``): the first ``n_fit`` fit the
+probes, the next ``n_val`` choose among them, and all the other train windows are the text
+on which the baselines are counted. The held-out windows come from the eval split.
+``FutureProbeConfig.full()`` and ``quick()`` are the report's budgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from myopia.data.text import Document, token_chunks, token_windows
+from myopia.errors import MyopiaError
+from myopia.io import atomic_write_json
+from myopia.lookahead.config import LookaheadConfig
+from myopia.lookahead.probes import measure_lookahead
+from myopia.lookahead.result import LookaheadResult
+
+
+@dataclass(frozen=True)
+class FutureProbeConfig:
+    seq_len: int = 128  # tokens per window
+    n_fit: int = 64  # train windows that fit the probes
+    n_val: int = 24  # train windows that choose among them
+    n_eval: int = 64  # held-out windows (eval split) that score everything
+    n_classes: int = 1024  # the probes' classes: the most frequent tokens of the table text
+    layer_stride: int = 1  # probe every stride-th hidden state, with the embedding and last
+    train_document_stride: int = 1  # train text: every stride-th document (1: all)
+    seed: int = 0
+
+    @classmethod
+    def full(cls) -> FutureProbeConfig:
+        return cls()
+
+    @classmethod
+    def quick(cls) -> FutureProbeConfig:
+        """A smoke run: a quarter of the documents for the train text, every third layer."""
+        return cls(
+            seq_len=64,
+            n_fit=20,
+            n_val=10,
+            n_eval=20,
+            n_classes=512,
+            layer_stride=3,
+            train_document_stride=4,
+        )
+
+    def layers(self, n_states: int) -> tuple[int, ...]:
+        """Every ``layer_stride``-th hidden state, always with the embedding and the last."""
+        return tuple(sorted({*range(0, n_states, self.layer_stride), n_states - 1}))
+
+
+@dataclass
+class FutureProbeResult:
+    config: FutureProbeConfig
+    probes: LookaheadResult
+    baseline_windows: int  # train windows the baselines were counted on
+
+    def to_dict(self) -> dict:
+        return {**self.probes.to_dict(), "baseline_windows": self.baseline_windows}
+
+    def write(self, out: Path, label: str = "") -> list[Path]:
+        """``lookahead.json`` and ``accuracy_by_layer.png`` (with its JSON) in ``out``."""
+        from myopia.lookahead.plots import plot_lookahead  # matplotlib only when writing
+
+        out = Path(out)
+        curves = self.probes.curves()
+        data = atomic_write_json(
+            out / "lookahead.json",
+            {"model": label, "config": self.config, **self.to_dict(), "curves": curves},
+        )
+        title = f"{label}: held-out top-1 accuracy of the token at t + k from the state at t"
+        plot = plot_lookahead(self.probes, curves, out / "accuracy_by_layer.png", title)
+        return [data, plot, plot.with_suffix(".json")]
+
+
+def split_windows(
+    documents: list[Document], tokenizer, config: FutureProbeConfig
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(fit, validation, baseline-table) windows of the train split, held-out windows of
+    the eval split, each ``(N, seq_len)``."""
+    train_documents = documents[:: config.train_document_stride]
+    train = token_windows(train_documents, tokenizer, config.seq_len, "train")
+    n_probe = config.n_fit + config.n_val
+    if len(train) <= n_probe:
+        raise MyopiaError(
+            f"the train split has only {len(train)} windows of {config.seq_len} tokens; "
+            f"C5 needs more than {n_probe}: give more text"
+        )
+    order = np.random.default_rng(config.seed).permutation(len(train))
+    fit = train[order[: config.n_fit]]
+    val = train[order[config.n_fit : n_probe]]
+    table = train[np.sort(order[n_probe:])]
+    held_out = token_chunks(documents, tokenizer, config.seq_len, config.n_eval, seed=config.seed)
+    return fit, val, table, held_out
+
+
+def measure(
+    model: nn.Module,
+    tokenizer,
+    config: FutureProbeConfig,
+    documents: list[Document],
+    show_progress: bool = False,
+) -> FutureProbeResult:
+    """C5: future-token probes of ``model`` on windows of ``documents`` (module docstring)."""
+    n_states = model.config.num_hidden_layers + 1
+    probe_config = LookaheadConfig(
+        n_classes=config.n_classes, layers=config.layers(n_states), seed=config.seed
+    )
+    fit, val, table, held_out = split_windows(documents, tokenizer, config)
+    probes = measure_lookahead(
+        model, fit, val, held_out, table, probe_config, show_progress=show_progress
+    )
+    return FutureProbeResult(config, probes, len(table))

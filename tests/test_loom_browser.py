@@ -99,7 +99,9 @@ def browser():
 
 
 def open_loom(browser, url):
-    page = browser.new_page()
+    # The page's CSP forbids eval; Playwright's wait_for_function evaluates its predicate
+    # with eval, so the test's own scripts are let through (the page's are not changed).
+    page = browser.new_page(bypass_csp=True)
     page.set_default_timeout(15_000)
     page.goto(url)
     page.wait_for_selector("body.ready")

@@ -436,6 +436,7 @@ function onKey(event) {
 }
 
 function wire() {
+  $("settings").addEventListener("submit", (event) => event.preventDefault());
   $("generate").addEventListener("click", generate);
   $("add-child").addEventListener("click", () => openEditor("child"));
   $("edit").addEventListener("click", () => openEditor("edit"));

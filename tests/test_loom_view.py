@@ -42,7 +42,7 @@ def whole_outline(tree: TreeData, visible: view.Filter) -> list[tuple[str, int]]
     while stack:
         node, d = stack.pop()
         rows.append((node.id, d))
-        if node.collapsed and node.id != root:
+        if node.collapsed:
             continue
         shown = [k for k in sorted(kids.get(node.id, []), key=lambda k: k.position)
                  if visible.show_pruned or not k.hidden]  # fmt: skip

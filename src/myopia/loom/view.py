@@ -106,9 +106,7 @@ class _Walker:
         return self.db.execute(sql, args).fetchone()
 
     def _open(self, node_id: str) -> bool:
-        """Whether the node's children show: not collapsed (a hoisted root always shows)."""
-        if node_id == self.root:
-            return True
+        """Whether the node's children show: it is not collapsed."""
         return not self._one("SELECT collapsed FROM nodes WHERE id = ?", (node_id,))[0]
 
     def _child(self, node_id: str, last: bool) -> str | None:
@@ -177,7 +175,7 @@ def anchor_of(path: list[dict[str, Any]], visible: Filter) -> tuple[str, int]:
     for i in range(start + 1, len(path)):
         if path[i]["hidden"] and not visible.show_pruned:
             return path[i - 1]["id"], i - 1
-        if path[i - 1]["collapsed"] and i - 1 > start:
+        if path[i - 1]["collapsed"]:
             return path[i - 1]["id"], i - 1
     return path[-1]["id"], len(path) - 1
 
@@ -234,6 +232,7 @@ def neighbourhood(
             "root": tree_root,
             "hoist": visible.root,
             "node": store.get(focus).to_json(),
+            "edits": summary(db, focus, visible.show_pruned)["edits"],
             "ancestry": path,
             "children": children(db, focus, visible.show_pruned),
             "siblings": children(db, parent, visible.show_pruned) if parent else [],

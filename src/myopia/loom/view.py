@@ -233,7 +233,7 @@ def neighbourhood(
             "hoist": visible.root,
             "node": store.get(focus).to_json(),
             "edits": summary(db, focus, visible.show_pruned)["edits"],
-            "ancestry": path,
+            "ancestry": [{"id": n["id"], "text": n["text"]} for n in path],
             "children": children(db, focus, visible.show_pruned),
             "siblings": children(db, parent, visible.show_pruned) if parent else [],
             "outline": outline(db, tree_root, anchor, depth, visible, before, after),

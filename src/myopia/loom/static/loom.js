@@ -101,6 +101,7 @@ async function loadView(focus) {
     state.history = await api("GET", `/api/nodes/${enc(state.focus)}/history`);
   }
   if (state.compare) await loadCompare();
+  if ($("bookmarks-panel").open) await loadBookmarks();
   render();
 }
 
@@ -460,7 +461,7 @@ async function showConflict(editor) {
   editor.version = newer.version;
   $("conflict").hidden = false;
   $("conflict-title").textContent =
-    `Changed elsewhere: version ${newer.version} (below) is newer than the one you edited. ` +
+    `Changed elsewhere: version ${newer.version} (shown here) is newer than the one you edited. ` +
     "Your text is kept on the left: merge what you want from the newer one, then save again " +
     "(it replaces the newer version, which stays in the history).";
   $("conflict-text").textContent = editor.mode === "tags" ? newer.tags.join(" ") : newer.text;
@@ -777,7 +778,7 @@ function jumpItem(node) {
 
 async function loadBookmarks() {
   const { bookmarks, tags } = await api("GET", "/api/bookmarks");
-  $("bookmark-count").textContent = String(bookmarks.length);
+  $("bookmark-count").textContent = `(${bookmarks.length})`;
   $("bookmarks").replaceChildren(...bookmarks.map(jumpItem));
   $("tag-list").replaceChildren(
     ...tags.map((tag) => {

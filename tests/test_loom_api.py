@@ -262,6 +262,7 @@ def test_a_failing_backend_is_reported_and_writes_nothing(store):
 
 def test_the_local_engine_over_a_tiny_model_plugs_in(store):
     from myopia.generation.engine import LocalEngine
+    from myopia.generation.settings import SamplingSettings
     from myopia.models.loading import load_model
 
     model, tokenizer = load_model("fresh-gpt2:d_model=32,n_layers=2,n_heads=4,d_mlp=64")
@@ -275,6 +276,31 @@ def test_the_local_engine_over_a_tiny_model_plugs_in(store):
     branched = client.post(f"/api/nodes/{children[0]['id']}/branch", json=body)
     assert branched.status_code == 201, branched.text
     assert len(branched.json()["children"]) == 1
+    # Streamed: the tokens shown as they come are the tokens written; a cancel keeps them.
+    body = {"version": root["version"], "n": 2, "max_tokens": 6, "seed": 3, "temperature": 1}
+    events = list(
+        read_events(
+            client.post(f"/api/nodes/{root['id']}/generate/stream", json=body).text.splitlines()
+        )
+    )
+    done = events[-1][1]
+    for row, child in enumerate(done["children"]):
+        streamed = [d["text"] for e, d in events if e == "token" and d["row"] == row]
+        assert streamed == [t["text"] for t in child["tokens"]]
+    same = generate(client, root["id"], root["version"], n=2, max_tokens=6, temperature=1, seed=3)
+    assert [c["text"] for c in same] == [c["text"] for c in done["children"]]
+
+    seen = []
+
+    def stop_after_three(row, token):
+        seen.append(token)
+        return len(seen) < 3
+
+    engine = LocalEngine(model, tokenizer, name="tiny")
+    [partial] = engine.complete_streaming("Hello", SamplingSettings(max_new_tokens=20), 1, 3,
+                                          stop_after_three)  # fmt: skip
+    assert len(partial.tokens) == 3 and partial.finish_reason == "length"
+    assert [t.chosen.text for t in partial.tokens] == [t.chosen.text for t in seen]
 
 
 # ------------------------------------------------------------- a real server process

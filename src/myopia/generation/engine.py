@@ -32,6 +32,7 @@ prompt, settings and n give the same continuations, whatever the global random s
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -112,6 +113,25 @@ class LocalEngine:
         # computing the others (a (T, V) tensor for a long prompt).
         accepted = inspect.signature(model.forward).parameters
         self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+        self._on_token = None  # set only while complete_streaming runs
+
+    def complete_streaming(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        n: int,
+        alternatives: int,
+        on_token: Callable[[int, GeneratedToken], bool],
+    ) -> list[Continuation]:
+        """``complete``, calling ``on_token(row, token)`` as each token is kept (its text as
+        decoded so far: the continuations returned are the authority); when it returns
+        False every row stops where it is, with finish reason "length". Not for two
+        threads at once (the loom serialises its backend calls)."""
+        self._on_token = on_token
+        try:
+            return self.complete(prompt, settings, n, alternatives)
+        finally:
+            self._on_token = None
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         # No special tokens, as in ``myopia.generation.batched``: the prompt is the text.
@@ -213,6 +233,12 @@ class LocalEngine:
                     row.finish_reason = "stop"
                     continue
             still_going.append(b)
+            if self._on_token is not None:
+                token = GeneratedToken(
+                    TokenChoice(row.pieces[-1], chosen_logprobs[b], token_id), alternatives
+                )
+                if not self._on_token(r, token):
+                    return []  # stopped: every row ends where it is
         return still_going
 
     def complete_many(

@@ -221,6 +221,21 @@ def test_a_409_keeps_the_draft_beside_the_newer_version(server, browser):
         "document.getElementById('focus-text').textContent === 'Both tabs: first, then second'"
     )
 
+    # Split at the editor's caret (Alt+S), merge back (m), restore an older version.
+    second.keyboard.press("e")
+    second.evaluate("document.getElementById('editor-text').setSelectionRange(10, 10)")
+    second.keyboard.press("Alt+s")
+    second.wait_for_function("document.querySelectorAll('#tree .row').length === 2")
+    assert focused_text(second) == "Both tabs:"
+    second.keyboard.press("m")
+    second.wait_for_function("document.querySelectorAll('#tree .row').length === 1")
+    assert focused_text(second) == "Both tabs: first, then second"
+    second.keyboard.press("y")
+    second.locator("#history-list li", has_text="version 2,").locator("button.restore").click()
+    second.wait_for_function(
+        "document.getElementById('focus-text').textContent === 'Written in the first tab'"
+    )
+
 
 def test_keyboard_only_stream_cancel_branch_collapse_hoist_search_help(server, browser):
     url, path = server
@@ -260,6 +275,15 @@ def test_keyboard_only_stream_cancel_branch_collapse_hoist_search_help(server, b
         [_, branch] = store.children(store.root_id)
         assert len(branch.tokens) == 3 and branch.tokens[:2] == child.tokens[:2]
         assert branch.generation["branched_from"]["alternative"] == pick
+        generated = store.children(branch.id)
+
+    # Compare the two generated siblings (v): side by side with their log-probabilities.
+    page.keyboard.press("v")
+    page.wait_for_selector("#compare:not([hidden]) .compare-column")
+    heads = page.locator("#compare .compare-head").all_inner_texts()
+    totals = [sum(t["logprob"] for t in g.tokens) for g in generated]
+    assert [h.split(" (")[0] for h in heads] == [f"log p = {t:.2f}" for t in totals]
+    page.keyboard.press("v")
 
     # Collapse the root (c): its subtree leaves the outline; hoist (H) at the branch.
     page.keyboard.press("h")

@@ -368,6 +368,22 @@ function splitNode() {
   });
 }
 
+// Split a node with no tokens (written by hand) where the editor's caret is.
+function splitAtCaret() {
+  const editor = state.editor;
+  const node = focused();
+  if (!editor || editor.mode !== "edit" || editor.node !== node.id) return;
+  if ($("editor-text").value !== node.text) {
+    return showMessage("Save or cancel your edit first: a split cuts the saved text.", "error");
+  }
+  const at = $("editor-text").selectionStart;
+  closeEditor();
+  return write("splitting", async () => {
+    await api("POST", `${nodePath(node)}/split`, { version: node.version, at });
+    return node.id;
+  });
+}
+
 function mergeNode() {
   const node = focused();
   return write("merging", async () => {
@@ -410,6 +426,7 @@ function openEditor(mode) {
   const initial = { edit: node.text, child: "", tags: node.tags.join(" ") }[mode];
   const draft = localStorage.getItem(draftKey(state.editor));
   $("editor").hidden = false;
+  $("editor-split").hidden = mode !== "edit";
   $("conflict").hidden = true;
   $("editor-title").textContent = titles[mode] + (draft !== null ? " (your unsaved draft, restored)" : "");
   $("editor-text").value = draft !== null ? draft : initial;
@@ -840,7 +857,7 @@ const KEYS = [
   [["e"], "e", "edit the focused node (old text kept in its history)", () => openEditor("edit")],
   [["p"], "p", "prune or unprune (hide, reversibly)", togglePrune],
   [["d"], "d", "delete the node and its subtree (asks first)", deleteNode],
-  [["s"], "s", "split the node before the selected token", splitNode],
+  [["s"], "s", "split the node before the selected token (in the editor: Alt+S at the caret)", splitNode],
   [["m"], "m", "merge the node with its only child", mergeNode],
   [["b"], "b", "bookmark or unbookmark", toggleBookmark],
   [["'"], "'", "jump to the next bookmark", nextBookmark],
@@ -879,6 +896,10 @@ function onKey(event) {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       saveEditor();
+    }
+    if (event.altKey && event.code === "KeyS") {
+      event.preventDefault();
+      splitAtCaret();
     }
     return;
   }
@@ -935,6 +956,7 @@ function wire() {
   $("to-next").addEventListener("click", () => move("next"));
   $("editor-save").addEventListener("click", saveEditor);
   $("editor-cancel").addEventListener("click", () => closeEditor());
+  $("editor-split").addEventListener("click", splitAtCaret);
   $("editor-text").addEventListener("input", () => {
     if (state.editor) localStorage.setItem(draftKey(state.editor), $("editor-text").value);
   });

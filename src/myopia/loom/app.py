@@ -275,10 +275,11 @@ def create_app(
         redoc_url=None,
         default_response_class=LoomJSONResponse,
     )
-    # Outermost last: the body limit runs before anything reads the body.
+    # The last added runs first: a foreign Host is refused before its body is read, and
+    # the body limit runs before anything else reads the body.
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     if allowed_hosts is not None:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     streams: dict[str, threading.Event] = {}  # generation id -> its cancel flag
 
     @app.middleware("http")

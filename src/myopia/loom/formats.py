@@ -271,34 +271,17 @@ def _tokens_from_response(completion: Any, where: str) -> list[dict[str, Any]]:
         _kind(t, at, dict, "an object")
         chosen = _kind(t.get("generatedToken"), f"{at}.generatedToken", dict, "an object")
         if "myopia_alternatives" in t:
-            alternatives = _tokens(
-                [
-                    {**a, "alternatives": []} if isinstance(a, dict) else a
-                    for a in _kind(
-                        t["myopia_alternatives"], f"{at}.myopia_alternatives", list, "a list"
-                    )
-                ],
-                f"{at}.myopia_alternatives",
-            )
-            alternatives = [
-                {k: a[k] for k in ("text", "logprob", "token_id")} for a in alternatives
-            ]
+            listed_at = f"{at}.myopia_alternatives"
+            listed = _kind(t["myopia_alternatives"], listed_at, list, "a list")
+            alternatives = [_choice(a, f"{listed_at}[{j}]") for j, a in enumerate(listed)]
         else:
             alternatives = _counterfactuals(t.get("counterfactuals"), f"{at}.counterfactuals")
-        token_id = chosen.get("myopia_token_id")
-        tokens.append(
-            {
-                **_choice(
-                    {
-                        "text": chosen.get("token"),
-                        "logprob": chosen.get("logprob"),
-                        "token_id": token_id,
-                    },
-                    f"{at}.generatedToken",
-                ),
-                "alternatives": alternatives,
-            }
-        )
+        named = {
+            "text": chosen.get("token"),
+            "logprob": chosen.get("logprob"),
+            "token_id": chosen.get("myopia_token_id"),
+        }
+        tokens.append({**_choice(named, f"{at}.generatedToken"), "alternatives": alternatives})
     return tokens
 
 

@@ -218,25 +218,23 @@ class BodyLimit:
         declared = headers.get(b"content-length", b"").decode("latin-1")
         if declared.isdigit() and int(declared) > self.limit:
             return await self._refuse(f"{int(declared):,} bytes", scope, receive, send)
-        chunks, size = [], 0
+        body = bytearray()  # never more than the limit held, however the body arrives
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 break  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
+            body += message.get("body", b"")
+            if len(body) > self.limit:
                 return await self._refuse(f"more than {self.limit:,} bytes", scope, receive, send)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()  # http.disconnect, for streaming answers
 
         await self.app(scope, replay, send)

@@ -13,6 +13,8 @@
 
 const state = {
   view: null, // the last /api/view answer
+  history: [], // the focused node's earlier versions
+  compareData: null, // the last /api/nodes/{id}/compare answer
   focus: null,
   hoist: null,
   revision: 0,

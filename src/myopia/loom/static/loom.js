@@ -496,7 +496,8 @@ function preview(text, length) {
   return line.length > 60 ? line.slice(0, 59) + "…" : line + (length > text.length ? "…" : "");
 }
 
-const MAX_INDENT = 12; // levels: deeper rows show their depth as a number instead
+const MAX_INDENT = 8; // levels: deeper rows show their depth as a number instead
+const INDENT_REM = 0.7;
 
 function renderTree() {
   const outline = state.view.outline;
@@ -513,13 +514,14 @@ function renderTree() {
     if (node.hidden) row.classList.add("pruned");
     if (node.bookmarked) row.classList.add("bookmarked");
     row.dataset.id = node.id;
-    row.style.paddingLeft = `${0.2 + 0.9 * Math.min(node.depth - base, MAX_INDENT)}rem`;
     const depth = document.createElement("span");
     depth.className = "depth";
     depth.textContent = String(node.depth);
     depth.title = `depth ${node.depth}`;
     const twisty = document.createElement("span");
     twisty.className = "twisty";
+    // The depth number stays in its column; the text moves right, at most MAX_INDENT steps.
+    twisty.style.marginLeft = `${INDENT_REM * Math.min(node.depth - base, MAX_INDENT)}rem`;
     if (node.children > 0) {
       twisty.textContent = node.collapsed ? "▸" : "▾";
       twisty.title = `${node.collapsed ? "expand" : "collapse"} (c): ${node.children} children`;

@@ -1,5 +1,6 @@
 """The loom's HTTP API: FastAPI's TestClient, and a real server process killed mid-generation."""
 
+import json
 import signal
 import socket
 import sqlite3
@@ -261,6 +262,7 @@ def test_a_failing_backend_is_reported_and_writes_nothing(store):
 
 def test_the_local_engine_over_a_tiny_model_plugs_in(store):
     from myopia.generation.engine import LocalEngine
+    from myopia.generation.settings import SamplingSettings
     from myopia.models.loading import load_model
 
     model, tokenizer = load_model("fresh-gpt2:d_model=32,n_layers=2,n_heads=4,d_mlp=64")
@@ -274,6 +276,31 @@ def test_the_local_engine_over_a_tiny_model_plugs_in(store):
     branched = client.post(f"/api/nodes/{children[0]['id']}/branch", json=body)
     assert branched.status_code == 201, branched.text
     assert len(branched.json()["children"]) == 1
+    # Streamed: the tokens shown as they come are the tokens written; a cancel keeps them.
+    body = {"version": root["version"], "n": 2, "max_tokens": 6, "seed": 3, "temperature": 1}
+    events = list(
+        read_events(
+            client.post(f"/api/nodes/{root['id']}/generate/stream", json=body).text.splitlines()
+        )
+    )
+    done = events[-1][1]
+    for row, child in enumerate(done["children"]):
+        streamed = [d["text"] for e, d in events if e == "token" and d["row"] == row]
+        assert streamed == [t["text"] for t in child["tokens"]]
+    same = generate(client, root["id"], root["version"], n=2, max_tokens=6, temperature=1, seed=3)
+    assert [c["text"] for c in same] == [c["text"] for c in done["children"]]
+
+    seen = []
+
+    def stop_after_three(row, token):
+        seen.append(token)
+        return len(seen) < 3
+
+    engine = LocalEngine(model, tokenizer, name="tiny")
+    [partial] = engine.complete_streaming("Hello", SamplingSettings(max_new_tokens=20), 1, 3,
+                                          stop_after_three)  # fmt: skip
+    assert len(partial.tokens) == 3 and partial.finish_reason == "length"
+    assert [t.chosen.text for t in partial.tokens] == [t.chosen.text for t in seen]
 
 
 # ------------------------------------------------------------- a real server process
@@ -364,3 +391,160 @@ def test_kill_9_during_generation_then_restart_finds_the_tree_intact(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+
+
+# ------------------------------------------------------- robustness and new routes
+
+
+def test_headers_refuse_framing_and_docs_load_nothing_from_elsewhere(client):
+    page = client.get("/")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert client.get("/api/view").headers["x-frame-options"] == "DENY"
+    assert client.get("/docs").status_code == 404 and client.get("/redoc").status_code == 404
+    assert "cdn" not in page.text.lower()
+
+
+def test_a_chunked_body_over_the_limit_is_refused_without_reading_it_all(client):
+    import anyio
+
+    from myopia.loom.app import BodyLimit
+
+    received, sent = [], []
+
+    async def receive():  # a chunked upload: no Content-Length, 64 KiB at a time, 10 MiB
+        received.append(1)
+        return {"type": "http.request", "body": b" " * 65536, "more_body": len(received) < 160}
+
+    async def send(message):
+        sent.append(message)
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not run")
+
+    limit = BodyLimit(app, limit=2**20)
+    scope = {"type": "http", "method": "POST", "path": "/api/import", "headers": []}
+    anyio.run(limit, scope, receive, send)
+    assert sent[0]["status"] == 413 and b"over the limit" in sent[1]["body"]
+    assert len(received) == 17  # read up to the first chunk past 1 MiB, not the 10 MiB
+    refused = client.post(
+        "/api/import",
+        content=iter([b" " * 65536] * 1100),  # through the app: 72 MB chunked
+        headers={"Content-Type": "application/json"},
+    )
+    assert refused.status_code == 413 and "over the limit" in refused.json()["detail"]
+
+
+def test_export_of_a_tree_with_a_non_latin_1_name(tmp_path):
+    with LoomStore(tmp_path / "故事.sqlite") as store:
+        response = TestClient(create_app(store, DemoBackend())).get("/api/export")
+    assert response.status_code == 200
+    disposition = response.headers["content-disposition"]
+    assert "filename*=UTF-8''%E6%95%85%E4%BA%8B.loom.json" in disposition
+
+
+def deep_socketteer(depth):
+    root = node = {"id": "n0", "text": "p0", "children": []}
+    for i in range(1, depth):
+        node["children"].append({"id": f"n{i}", "text": f" p{i}", "children": []})
+        node = node["children"][0]
+    return {"root": root}
+
+
+def test_a_5000_deep_story_imports_exports_and_is_viewed_through_the_api(client):
+    from myopia.loom import jsontext
+
+    body = jsontext.dumps(deep_socketteer(5000)).encode()
+    done = client.post("/api/import", content=body, headers={"Content-Type": "application/json"})
+    assert done.status_code == 200, done.text
+    exported = client.get("/api/export?format=socketteer")
+    assert exported.status_code == 200 and exported.text.count('"children"') == 5000
+    shown = client.get("/api/view", params={"focus": "n4999"}).json()
+    assert len(shown["ancestry"]) == 5000 and shown["outline"]["rows"][-1]["depth"] == 4999
+    assert client.get("/api/nodes/n4999/branch.txt").text.endswith(" p4998 p4999")
+
+
+def test_nan_and_bad_fields_in_an_import_are_400s_naming_the_field(client):
+    for body, field in [
+        (b'{"format": "myopia-loom", "version": 1, "nodes": [NaN]}', "NaN"),
+        (b'{"root": {"id": "r", "meta": "hi"}}', "node r.meta"),
+        (b"[1, 2", "not JSON"),
+    ]:
+        answer = client.post(
+            "/api/import", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert answer.status_code == 400 and field in answer.json()["detail"], answer.text
+
+
+def read_events(lines):
+    event = None
+    for line in lines:
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[6:])
+
+
+def test_streamed_generation_shows_tokens_and_a_cancel_keeps_them(tmp_path):
+    with LoomStore(tmp_path / "s.sqlite") as store:
+        client = TestClient(create_app(store, DemoBackend(delay_s=0.02)))
+        root = start_tree(client)
+        body = {"version": root["version"], "n": 2, "max_tokens": 200, "seed": 1}
+        seen = []
+        with client.stream("POST", f"/api/nodes/{root['id']}/generate/stream", json=body) as s:
+            assert s.status_code == 200
+            for event, data in read_events(s.iter_lines()):
+                seen.append(event)
+                if event == "start":
+                    stream = data["stream"]
+                if event == "token" and seen.count("token") == 5:
+                    cancel = client.post(f"/api/streams/{stream}/cancel")
+                    assert cancel.json() == {"cancelled": True}
+                if event == "done":
+                    done = data
+        assert done["cancelled"] and seen.count("token") < 200
+        [child] = done["children"]  # the second row was never begun
+        assert child["generation"]["finish_reason"] == "cancelled"
+        assert 5 <= len(child["tokens"]) < 200
+        assert "".join(t["text"] for t in child["tokens"]) == child["text"]
+        whole = client.post(
+            f"/api/nodes/{root['id']}/generate/stream", json={**body, "max_tokens": 3}
+        )
+        events = list(read_events(whole.text.splitlines()))
+        assert [e for e, _ in events].count("token") == 6
+        assert [len(c["tokens"]) for c in events[-1][1]["children"]] == [3, 3]
+        stale = client.post(f"/api/nodes/{root['id']}/generate/stream", json={"version": 99})
+        assert stale.status_code == 409
+
+
+def test_features_through_the_api(client):
+    root = start_tree(client)
+    [a, b] = generate(client, root["id"], root["version"], n=2)
+    tags = client.put(f"/api/nodes/{a['id']}/tags", json={"version": 1, "tags": ["keep"]})
+    assert tags.json()["tags"] == ["keep"]
+    found = client.get("/api/search", params={"q": "#keep"}).json()
+    assert [n["id"] for n in found] == [a["id"]]
+    assert client.get("/api/search", params={"q": b["text"][:6]}).json()[0]["id"] in (
+        a["id"],
+        b["id"],
+    )
+    marked = client.put(f"/api/nodes/{b['id']}/bookmarked", json={"version": 1, "bookmarked": True})
+    assert marked.status_code == 200
+    assert [n["id"] for n in client.get("/api/bookmarks").json()["bookmarks"]] == [b["id"]]
+    settings = {"n": 2, "temperature": 0.7, "top_p": 0.9, "max_tokens": 9, "stop": ["\n"]}
+    assert client.put("/api/settings", json={**settings, "seed": 4}).status_code == 200
+    assert client.get("/api/settings").json()["temperature"] == 0.7
+    compared = client.get(f"/api/nodes/{a['id']}/compare").json()
+    assert [x["id"] for x in compared["branches"]] == [a["id"], b["id"]]
+    for branch in compared["branches"]:
+        assert branch["logprob"] == pytest.approx(sum(t["logprob"] for t in branch["tokens"]))
+    best = max(compared["branches"], key=lambda x: x["logprob"])
+    assert compared["likeliest"] == best["id"]
+    split = client.post(f"/api/nodes/{b['id']}/split", json={"version": 2, "at": 3}).json()
+    merged = client.post(f"/api/nodes/{b['id']}/merge", json={"version": 3})
+    assert merged.json()["text"] == b["text"] and split["child"]["parent"] == b["id"]
+    gone = client.post(f"/api/nodes/{a['id']}/delete", json={"version": 2}).json()
+    assert gone["removed"] == [a["id"]]
+    assert client.get(f"/api/nodes/{a['id']}").status_code == 404
+    changes = client.get("/api/changes", params={"since": 0}).json()
+    assert a["id"] in changes["removed"] and b["id"] in changes["changed"]

@@ -192,3 +192,118 @@ def test_cli_imports_and_exports_without_serving(tmp_path):
     missing = myopia_loom("absent.sqlite", "--export-json", "x.json", cwd=tmp_path)
     assert missing.returncode == 2 and "no loom file absent.sqlite" in missing.stderr
     assert not (tmp_path / "absent.sqlite").exists()
+
+
+# ------------------------------------------------------------- depth and validation
+
+
+def chain_socketteer(depth: int) -> dict:
+    """A linear socketteer story ``depth`` nodes deep (two JSON levels per node)."""
+    root = node = {"id": "n0", "text": "p0", "children": []}
+    for i in range(1, depth):
+        child = {"id": f"n{i}", "text": f" p{i}", "children": []}
+        node["children"].append(child)
+        node = child
+    return {"root": root, "selected_node_id": f"n{depth - 1}"}
+
+
+def random_json(rng, depth=0):
+    kind = rng.randrange(7 if depth < 4 else 4)
+    if kind == 0:
+        return rng.choice([None, True, False])
+    if kind == 1:
+        return rng.randint(-(10**12), 10**12)
+    if kind == 2:
+        return rng.uniform(-1e6, 1e6)
+    if kind == 3:
+        return "".join(rng.choice('ab"\\\n\u00e9\u6545 ') for _ in range(rng.randrange(6)))
+    if kind in (4, 5):
+        return [random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {f"k{i}\u00e9": random_json(rng, depth + 1) for i in range(rng.randrange(4))}
+
+
+def test_json_loops_agree_with_json_and_refuse_nan():
+    import random
+
+    from myopia.loom import jsontext
+
+    rng = random.Random(0)
+    for _ in range(300):
+        value = random_json(rng)
+        text = json.dumps(value, ensure_ascii=False)
+        assert jsontext._loads_iteratively(text) == json.loads(text)
+        assert jsontext._dumps_iteratively(value) == jsontext.dumps(value)
+    deep = chain_socketteer(5000)
+    text = jsontext.dumps(deep)  # 10,000 levels: json itself raises RecursionError
+    with pytest.raises(RecursionError):
+        json.dumps(deep)
+    assert jsontext.dumps(jsontext.loads(text)) == text  # == on values that deep recurses
+    for bad in ("[NaN]", '{"a": Infinity}', "[-Infinity]", "[1e999]", "[1,]", '{"a" 1}', "[1] x"):
+        with pytest.raises(ValueError):
+            jsontext.loads(bad)
+        with pytest.raises(ValueError):
+            jsontext._loads_iteratively(bad)
+    with pytest.raises(ValueError):
+        jsontext.dumps({"x": float("nan")})
+
+
+def test_a_socketteer_story_5000_deep_imports_and_exports_both_ways(tmp_path):
+    source = tmp_path / "deep.json"
+    source.write_text(formats.jsontext.dumps(chain_socketteer(5000)))
+    with LoomStore(tmp_path / "deep.sqlite") as store:
+        formats.import_json_file(store, source)
+        assert len(store.nodes()) == 5000 and store.focus == "n4999"
+        assert store.branch_text("n4999").endswith(" p4998 p4999")
+        out = formats.export_json_file(store, tmp_path / "out.json", "socketteer")
+        exported = formats.jsontext.loads(out.read_bytes())
+        node, ids = exported["root"], []
+        while node:  # the chain, walked by a loop
+            ids.append(node["id"])
+            node = node["children"][0] if node["children"] else None
+        assert ids == [f"n{i}" for i in range(5000)]
+        own = formats.export_json_file(store, tmp_path / "own.json", "myopia")
+    with LoomStore(tmp_path / "again.sqlite") as again:
+        formats.import_json_file(again, own)
+        assert [n.id for n in again.nodes()][-1] == "n4999"
+
+
+def own_file(**node_fields):
+    node = {"id": "r", "parent": None, "text": "", "author": "person", **node_fields}
+    return {"format": "myopia-loom", "version": 1, "nodes": [node]}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        (own_file(position="x"), "nodes[0].position"),
+        (own_file(extra=[1, 2]), "nodes[0].extra"),
+        (own_file(history=[{"x": 1}]), "nodes[0].history[0].version"),
+        (own_file(version=-5), "nodes[0].version"),
+        (own_file(id="a/b"), "nodes[0].id"),
+        (own_file(id=""), "nodes[0].id"),
+        (own_file(id=".."), "nodes[0].id"),
+        (own_file(tokens="abc"), "nodes[0].tokens"),
+        (own_file(tokens=[{"text": "a", "logprob": float("nan")}]), "nodes[0].tokens[0].logprob"),
+        (own_file(hidden="yes"), "nodes[0].hidden"),
+        (own_file(tags=["two words"]), "nodes[0].tags"),
+        ({**own_file(), "focus": [1]}, "focus"),
+        ({**own_file(), "extra": "x"}, "tree.extra"),
+        ({"root": {"text": "a", "meta": "hi"}}, "root.meta"),  # no id: named by position
+        ({"root": {"id": "r", "text": "a", "meta": "hi"}}, "node r.meta"),
+        ({"root": {"id": "r", "children": "x"}}, "node r.children"),
+        ({"root": {"id": "r", "children": [3]}}, "node r.children[0]"),
+        ({"root": {"id": "a b"}}, "root.id"),
+        (
+            {
+                "root": {"id": "r", "text": "x", "generation": {"id": "g", "index": 0}},
+                "model_responses": {"g": {"completions": [{"tokens": [{"position": {}}]}]}},
+            },
+            "model_responses.g.completions[0].tokens[0].generatedToken",
+        ),
+    ],
+)
+def test_every_bad_field_is_refused_in_one_line_naming_it(tmp_path, data, field):
+    with pytest.raises(CorruptFileError) as refused:
+        formats.read_tree(data)
+    message = str(refused.value)
+    assert field in message and "\n" not in message, message

@@ -214,3 +214,78 @@ def test_kill_9_mid_write_loses_nothing_committed_and_never_corrupts(tmp_path):
             assert root.version >= versions[-1]
             # Every replaced text is in the history: edits are never lost either.
             assert len(store.history(root.id)) == root.version - 1
+
+
+def test_revisions_record_what_changed_and_what_was_removed(store):
+    from myopia.loom import view
+
+    start = store.revision
+    root, a, b, c = grow(store)
+    assert set(view.changes(store, start)["changed"]) == {root.id, a.id, b.id, c.id}
+    mark = store.revision
+    store.set_collapsed(a.id, True)
+    tagged = store.set_tags(b.id, b.version, ["draft", "good", "draft"])
+    assert tagged.tags == ["draft", "good"] and tagged.version == b.version + 1
+    assert view.changes(store, mark) == {
+        "revision": mark + 2,
+        "changed": sorted([a.id, b.id], key=[a.id, b.id].index),
+        "removed": [],
+        "reload": False,
+    }
+    with pytest.raises(MyopiaError, match="tag 'two words'"):
+        store.set_tags(b.id, tagged.version, ["two words"])
+    mark = store.revision
+    assert store.delete(a.id, a.version) == [a.id, c.id]
+    assert set(view.changes(store, mark)["removed"]) == {a.id, c.id}
+    assert [n.id for n in store.nodes()] == [root.id, b.id]
+
+
+def test_split_merge_and_restore_keep_every_text(store):
+    root, a, b, c = grow(store)
+    head, tail = store.split(b.id, b.version, len(" once"))
+    assert (head.text, tail.text) == (" once", " more")
+    assert (head.tokens, tail.tokens) == (TOKENS[:1], TOKENS[1:])  # the cut fell between tokens
+    assert tail.parent == b.id and store.children(b.id) == [tail]
+    assert store.history(b.id)[-1].text == " once more"
+    merged = store.merge(b.id, head.version)
+    assert merged.text == " once more" and merged.tokens == TOKENS
+    assert store.children(b.id) == []
+    with pytest.raises(NodeNotFoundError):
+        store.get(tail.id)
+    cut = store.split(a.id, a.version, 2)[0]  # " u|pon": a's child c moves under the tail
+    [tail] = store.children(a.id)
+    assert [n.id for n in store.children(tail.id)] == [c.id] and cut.tokens == []
+    restored = store.restore(a.id, cut.version, a.version)
+    assert restored.text == " upon" and store.history(a.id)[-1].text == " u"
+    with pytest.raises(MyopiaError, match="no version 99"):
+        store.restore(a.id, restored.version, 99)
+    with pytest.raises(MyopiaError, match="has 2 children"):
+        store.merge(root.id, root.version)
+    with pytest.raises(MyopiaError, match="outside the text"):
+        store.split(c.id, c.version, 0)
+
+
+def test_a_schema_1_file_is_migrated_and_keeps_its_nodes(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with LoomStore(path) as store:
+        root, *_ = grow(store)
+    db = sqlite3.connect(path)  # make it what schema 1 wrote
+    db.execute("DROP INDEX nodes_by_change")
+    db.execute("DROP TABLE removed")
+    for table, column in [
+        ("tree", "revision"),
+        ("tree", "settings"),
+        ("nodes", "tags"),
+        ("nodes", "collapsed"),
+        ("nodes", "changed"),
+    ]:
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with LoomStore(path) as store:
+        assert len(store.nodes()) == 4 and store.get(root.id).text == "Once"
+        assert store.revision == 0 and store.set_collapsed(root.id, True).collapsed
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()

@@ -48,7 +48,7 @@ The rules:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -280,6 +280,9 @@ class _Job:
     options: DecodeOptions
     end_ids: frozenset[int]
     generator: torch.Generator
+    # The loom's streaming: called with (row, token) as each token is kept; returning
+    # False stops every row where it is (finish reason "length").
+    on_token: Callable[[int, GeneratedToken], bool] | None = None
 
 
 @torch.inference_mode()
@@ -316,6 +319,8 @@ def _decode_batch(job: _Job, prompts: Sequence[Sequence[int]]) -> list[_Row]:
             )
             if _advance(job, rows[r], token_id, logprob, ids, values)
         ]
+        if job.on_token is not None and not _stream(job, rows, [active[b] for b in still_going]):
+            break
         if not still_going or step == settings.max_new_tokens - 1:
             break
         if len(still_going) < len(active):
@@ -353,6 +358,19 @@ def _advance(job: _Job, row: _Row, token_id: int, logprob: float, top_ids, top_l
     return True
 
 
+def _stream(job: _Job, rows: list[_Row], kept: list[int]) -> bool:
+    """Hand each row's newest token to ``job.on_token``; False when it asks to stop."""
+    for r in kept:
+        row = rows[r]
+        piece = row.pieces[-1] if row.pieces else ""
+        token = GeneratedToken(
+            TokenChoice(piece, row.logprobs[-1], row.token_ids[-1]), row.alternatives[-1]
+        )
+        if not job.on_token(r, token):
+            return False
+    return True
+
+
 def _check(model, tokenizer, prompts, settings, n, options) -> None:
     settings.check()
     options.check()
@@ -381,6 +399,7 @@ def _decode_all(
     batch_size: int,
     end_ids: frozenset[int] | None,
     show_progress: bool,
+    on_token: Callable[[int, GeneratedToken], bool] | None = None,
 ) -> list[list[_Row]]:
     _check(model, tokenizer, prompts, settings, n, options)
     if batch_size < 1:
@@ -388,7 +407,7 @@ def _decode_all(
     end_ids = end_of_text_ids(model, tokenizer) if end_ids is None else end_ids
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(settings.seed)
-    job = _Job(model, tokenizer, settings, n, options, end_ids, generator)
+    job = _Job(model, tokenizer, settings, n, options, end_ids, generator, on_token)
     results: list[list[_Row]] = []
     starts = range(0, len(prompts), batch_size)
     for start in track(starts, "generating", enabled=show_progress):
@@ -408,14 +427,27 @@ def generate_ids(
     batch_size: int = 8,
     end_ids: frozenset[int] | None = None,
     show_progress: bool = False,
+    on_token: Callable[[int, GeneratedToken], bool] | None = None,
 ) -> list[list[Continuation]]:
     """``n`` continuations of each tokenised prompt: ``result[i][j]`` is prompt i's j-th.
 
     ``batch_size`` prompts share a batch (``batch_size * n`` rows); ``end_ids`` defaults
-    to ``end_of_text_ids(model, tokenizer)``.
+    to ``end_of_text_ids(model, tokenizer)``. ``on_token(row, token)``, if given, sees
+    each token as it is kept (``row`` counts the rows of its batch; the text of a token
+    that a stop string later cuts may differ from what it saw: the continuations
+    returned are the authority); returning False ends every row where it is.
     """
     rows = _decode_all(
-        model, tokenizer, prompts, settings, n, options, batch_size, end_ids, show_progress
+        model,
+        tokenizer,
+        prompts,
+        settings,
+        n,
+        options,
+        batch_size,
+        end_ids,
+        show_progress,
+        on_token,
     )
     return [[row.continuation() for row in group] for group in rows]
 

@@ -27,9 +27,11 @@ prompt, settings and n give the same continuations, whatever the global random s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from myopia.generation.decode import DecodeOptions, end_of_text_ids, generate_ids, prompt_ids
 from myopia.generation.settings import SamplingSettings
-from myopia.generation.types import Continuation
+from myopia.generation.types import Continuation, GeneratedToken
 
 
 class LocalEngine:
@@ -46,6 +48,30 @@ class LocalEngine:
     ) -> list[Continuation]:
         """``n`` continuations of ``prompt`` (see the module docstring for what they hold)."""
         return self.complete_many([prompt], settings, n, alternatives)[0]
+
+    def complete_streaming(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        n: int,
+        alternatives: int,
+        on_token: Callable[[int, GeneratedToken], bool],
+    ) -> list[Continuation]:
+        """``complete``, calling ``on_token(row, token)`` as each token is kept (the
+        continuations returned are the authority on the final text); when it returns
+        False every row stops where it is, with finish reason "length"."""
+        ids = [prompt_ids(self.tokenizer, prompt)]
+        options = DecodeOptions(alternatives=alternatives)
+        return generate_ids(
+            self.model,
+            self.tokenizer,
+            ids,
+            settings,
+            n,
+            options,
+            end_ids=self.end_ids,
+            on_token=on_token,
+        )[0]
 
     def complete_many(
         self,

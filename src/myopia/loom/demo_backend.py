@@ -7,7 +7,9 @@ same prefix always gives the same log-probabilities (greedy decoding gives ``n``
 identical continuations), and sampling draws from it with a generator seeded by
 ``settings.seed`` and the continuation's index. Temperature, top-p, max tokens and stop
 strings behave as in the real engine; ``delay_s`` per token imitates a slow model (the
-tests kill a server in the middle of such a generation).
+tests kill a server in the middle of such a generation). It streams
+(``complete_streaming``, the loom's ``StreamingBackend``): the rows are written one
+after the other, each token reported as it is drawn.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 
 from myopia.generation.settings import SamplingSettings
 from myopia.generation.types import Continuation, GeneratedToken, TokenChoice
@@ -60,7 +63,15 @@ class DemoBackend:
                 break
         return rng.choices(kept, weights=[math.exp(tempered[i]) for i in kept])[0]
 
-    def _one(self, prompt: str, settings: SamplingSettings, index: int, alternatives: int):
+    def _one(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        index: int,
+        alternatives: int,
+        on_token: Callable[[int, GeneratedToken], bool] | None = None,
+    ) -> tuple[Continuation, bool]:
+        """The ``index``-th continuation, and whether ``on_token`` asked to go on."""
         rng = random.Random(f"{settings.seed}|{index}|{prompt}")
         tokens: list[GeneratedToken] = []
         text = ""
@@ -79,6 +90,8 @@ class DemoBackend:
                 )
             )
             text += self.vocabulary[chosen]
+            if on_token is not None and not on_token(index, tokens[-1]):
+                return Continuation(text, tuple(tokens), "length"), False
             if any(stop in text for stop in settings.stop):
                 # Like the engine: keep the tokens whose text ends before the stop string.
                 cut = min(text.find(s) for s in settings.stop if s in text)
@@ -88,11 +101,30 @@ class DemoBackend:
                         break
                     kept.append(token)
                     length += len(token.chosen.text)
-                return Continuation("".join(t.chosen.text for t in kept), tuple(kept), "stop")
-        return Continuation(text, tuple(tokens), "length")
+                kept_text = "".join(t.chosen.text for t in kept)
+                return Continuation(kept_text, tuple(kept), "stop"), True
+        return Continuation(text, tuple(tokens), "length"), True
 
     def complete(
         self, prompt: str, settings: SamplingSettings, n: int = 1, alternatives: int = 5
     ) -> list[Continuation]:
         settings.check()
-        return [self._one(prompt, settings, i, alternatives) for i in range(n)]
+        return [self._one(prompt, settings, i, alternatives)[0] for i in range(n)]
+
+    def complete_streaming(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        n: int,
+        alternatives: int,
+        on_token: Callable[[int, GeneratedToken], bool],
+    ) -> list[Continuation]:
+        """``complete``, reporting each token; rows after a stop are not begun."""
+        settings.check()
+        rows = []
+        for i in range(n):
+            continuation, go_on = self._one(prompt, settings, i, alternatives, on_token)
+            rows.append(continuation)
+            if not go_on:
+                break
+        return rows

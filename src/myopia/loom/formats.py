@@ -26,23 +26,33 @@ Nodes made in this loom get a ``meta`` and, when they have tokens, a
 ``model_responses`` entry in socketteer's shape (plus ``myopia_*`` keys the original
 ignores, which keep token ids and settings). Edit history does not survive socketteer
 export: that format has none.
+
+Every field of an imported file is checked before anything is written, and a refusal
+is one line naming the field (``nodes[3].position must be an integer, not 'x'``): a
+file that imports is one the loom can show, edit and export. Ids must be 1 to 64
+letters, digits, ``-`` or ``_``; NaN and infinities are refused. Nested socketteer
+files are read and written with loops, not recursion: linear stories nest thousands
+deep.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from myopia.errors import CorruptFileError, MyopiaError
-from myopia.io import atomic_write_json
+from myopia.io import atomic_write_text
+from myopia.loom import jsontext
 from myopia.loom.store import (
     AUTHORS,
+    NODE_ID,
     HistoryEntry,
     LoomStore,
     Node,
     TreeData,
+    check_tags,
     new_id,
 )
 
@@ -58,6 +68,7 @@ _OWN_TIME = "%Y-%m-%dT%H:%M:%SZ"
 # "tags" is kept in extra too (it holds tags besides bookmark/archived, in their order).
 _SOCKETTEER_MODELED = {"id", "text", "children", "parent_id", "bookmark", "archived"}
 _TREE_MODELED = {"root", "selected_node_id"}
+_FLAG_TAGS = ("bookmark", "archived")  # socketteer tags the loom models as flags
 
 
 # ------------------------------------------------------------------------- own format
@@ -81,6 +92,104 @@ def _require(cond: bool, message: str) -> None:
         raise CorruptFileError(f"not a valid loom file: {message}")
 
 
+def _shown(value: Any) -> str:
+    """A short picture of a wrong value (containers by kind: they can be huge or deep)."""
+    if isinstance(value, dict | list):
+        return f"a {type(value).__name__} of {len(value)}"
+    text = repr(value) if isinstance(value, float) else jsontext.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: Any, where: str, kinds: type | tuple[type, ...], what: str) -> Any:
+    # bool is an int to isinstance: refused wherever a number is wanted
+    is_bool_for_number = isinstance(value, bool) and kinds is not bool
+    if not isinstance(value, kinds) or is_bool_for_number:  # the message only when needed
+        _require(False, f"{where} must be {what}, not {_shown(value)}")
+    return value
+
+
+def _integer(value: Any, where: str, least: int) -> int:
+    _kind(value, where, int, f"an integer of at least {least}")
+    _require(value >= least, f"{where} must be an integer of at least {least}, not {value}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    _kind(value, where, (int, float), "a number")
+    _require(math.isfinite(value), f"{where} must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _node_id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or NODE_ID.fullmatch(value) is None:
+        _require(False, f"{where} must be 1 to 64 letters, digits, '-' or '_', not {_shown(value)}")
+    return value
+
+
+def _choice(raw: Any, where: str) -> dict[str, Any]:
+    _kind(raw, where, dict, "an object")
+    token_id = raw.get("token_id")
+    if token_id is not None:
+        _integer(token_id, f"{where}.token_id", 0)
+    return {
+        "text": _kind(raw.get("text"), f"{where}.text", str, "a string"),
+        "logprob": _number(raw.get("logprob"), f"{where}.logprob"),
+        "token_id": token_id,
+    }
+
+
+def _tokens(raw: Any, where: str) -> list[dict[str, Any]]:
+    _kind(raw, where, list, "a list of tokens")
+    tokens = []
+    for i, token in enumerate(raw):
+        alternatives = _kind(
+            token.get("alternatives", []) if isinstance(token, dict) else None,
+            f"{where}[{i}].alternatives",
+            list,
+            "a list",
+        )
+        tokens.append(
+            {
+                **_choice(token, f"{where}[{i}]"),
+                "alternatives": [
+                    _choice(a, f"{where}[{i}].alternatives[{j}]")
+                    for j, a in enumerate(alternatives)
+                ],
+            }
+        )
+    return tokens
+
+
+def _optional(raw: dict[str, Any], key: str, where: str, kinds: type, what: str, default: Any):
+    value = raw.get(key)
+    return default if value is None else _kind(value, f"{where}.{key}", kinds, what)
+
+
+def _history(raw: Any, node_id: str, where: str) -> list[HistoryEntry]:
+    _kind(raw, where, list, "a list")
+    entries = []
+    for i, e in enumerate(raw):
+        at = f"{where}[{i}]"
+        _kind(e, at, dict, "an object")
+        entries.append(
+            HistoryEntry(
+                node_id,
+                _integer(e.get("version"), f"{at}.version", 1),
+                _kind(e.get("text"), f"{at}.text", str, "a string"),
+                _tokens(e.get("tokens", []), f"{at}.tokens"),
+                _kind(e.get("replaced"), f"{at}.replaced", str, "a string"),
+            )
+        )
+    return entries
+
+
+def _tag_list(raw: Any, where: str) -> list[str]:
+    try:
+        return check_tags(raw)
+    except MyopiaError as err:
+        raise CorruptFileError(f"not a valid loom file: {where}: {err}") from err
+
+
 def import_own(data: dict[str, Any]) -> TreeData:
     _require(data.get("version") == OWN_FORMAT_VERSION, f"unknown version {data.get('version')}")
     raw_nodes = data.get("nodes")
@@ -89,39 +198,47 @@ def import_own(data: dict[str, Any]) -> TreeData:
     history: dict[str, list[HistoryEntry]] = {}
     seen: set[str] = set()
     for i, raw in enumerate(raw_nodes):
-        _require(isinstance(raw, dict), f"node {i} is not an object")
-        node_id, parent = raw.get("id"), raw.get("parent")
-        _require(isinstance(node_id, str) and node_id not in seen, f"node {i}: bad or repeated id")
+        where = f"nodes[{i}]"
+        _kind(raw, where, dict, "an object")
+        node_id = _node_id(raw.get("id"), f"{where}.id")
+        _require(node_id not in seen, f"{where}.id {node_id} is repeated")
+        parent = raw.get("parent")
+        if parent is not None:
+            _node_id(parent, f"{where}.parent")
         _require((parent is None) == (i == 0), f"node {node_id}: only the first node is the root")
         _require(parent is None or parent in seen, f"node {node_id}: parent {parent} not before it")
-        _require(raw.get("author") in AUTHORS, f"node {node_id}: author must be one of {AUTHORS}")
-        _require(isinstance(raw.get("text"), str), f"node {node_id}: text is not a string")
+        _require(raw.get("author") in AUTHORS, f"{where}.author must be one of {AUTHORS}")
         seen.add(node_id)
         nodes.append(
             Node(
                 id=node_id,
                 parent=parent,
-                position=int(raw.get("position", 0)),
-                text=raw["text"],
+                position=_integer(raw.get("position", 0), f"{where}.position", 0),
+                text=_kind(raw.get("text"), f"{where}.text", str, "a string"),
                 author=raw["author"],
-                generation=raw.get("generation"),
-                tokens=list(raw.get("tokens") or []),
-                created=raw.get("created"),
-                hidden=bool(raw.get("hidden", False)),
-                bookmarked=bool(raw.get("bookmarked", False)),
-                version=int(raw.get("version", 1)),
-                extra=dict(raw.get("extra") or {}),
+                generation=_optional(raw, "generation", where, dict, "an object", None),
+                tokens=_tokens(raw.get("tokens", []), f"{where}.tokens"),
+                created=_optional(raw, "created", where, str, "a string", None),
+                hidden=_kind(raw.get("hidden", False), f"{where}.hidden", bool, "true or false"),
+                bookmarked=_kind(
+                    raw.get("bookmarked", False), f"{where}.bookmarked", bool, "true or false"
+                ),
+                version=_integer(raw.get("version", 1), f"{where}.version", 1),
+                extra=_optional(raw, "extra", where, dict, "an object", {}),
+                tags=_tag_list(raw.get("tags", []), f"{where}.tags"),
+                collapsed=_kind(
+                    raw.get("collapsed", False), f"{where}.collapsed", bool, "true or false"
+                ),
             )
         )
-        entries = raw.get("history") or []
+        entries = _history(raw.get("history", []), node_id, f"{where}.history")
         if entries:
-            history[node_id] = [
-                HistoryEntry(node_id, e["version"], e["text"], e.get("tokens", []), e["replaced"])
-                for e in entries
-            ]
-    return TreeData(
-        nodes=nodes, focus=data.get("focus"), extra=data.get("extra") or {}, history=history
-    )
+            history[node_id] = entries
+    focus = data.get("focus")
+    if focus is not None:
+        _node_id(focus, "focus")
+    extra = _optional(data, "extra", "tree", dict, "an object", {})
+    return TreeData(nodes=nodes, focus=focus, extra=extra, history=history)
 
 
 # ------------------------------------------------------------------ socketteer format
@@ -139,61 +256,82 @@ def _to_socketteer_time(created: str | None) -> str:
     return moment.strftime(_SOCKETTEER_TIME)
 
 
-def _tokens_from_response(completion: dict[str, Any]) -> list[dict[str, Any]]:
+def _counterfactuals(raw: Any, where: str) -> list[dict[str, Any]]:
+    """socketteer's ``{token: logprob}`` as alternatives, most likely first."""
+    raw = _kind(raw or {}, where, dict, "an object of token: logprob")
+    pairs = sorted(((k, _number(v, f"{where}.{k}")) for k, v in raw.items()), key=lambda kv: -kv[1])
+    return [{"text": k, "logprob": v, "token_id": None} for k, v in pairs]
+
+
+def _tokens_from_response(completion: Any, where: str) -> list[dict[str, Any]]:
+    _kind(completion, where, dict, "an object")
     tokens = []
-    for t in completion.get("tokens") or []:
-        chosen = t["generatedToken"]
+    for i, t in enumerate(_kind(completion.get("tokens") or [], f"{where}.tokens", list, "a list")):
+        at = f"{where}.tokens[{i}]"
+        _kind(t, at, dict, "an object")
+        chosen = _kind(t.get("generatedToken"), f"{at}.generatedToken", dict, "an object")
         if "myopia_alternatives" in t:
-            alternatives = t["myopia_alternatives"]
+            listed_at = f"{at}.myopia_alternatives"
+            listed = _kind(t["myopia_alternatives"], listed_at, list, "a list")
+            alternatives = [_choice(a, f"{listed_at}[{j}]") for j, a in enumerate(listed)]
         else:
-            pairs = sorted((t.get("counterfactuals") or {}).items(), key=lambda kv: -kv[1])
-            alternatives = [{"text": k, "logprob": v, "token_id": None} for k, v in pairs]
-        tokens.append(
-            {
-                "text": chosen["token"],
-                "logprob": chosen["logprob"],
-                "token_id": chosen.get("myopia_token_id"),
-                "alternatives": alternatives,
-            }
-        )
+            alternatives = _counterfactuals(t.get("counterfactuals"), f"{at}.counterfactuals")
+        named = {
+            "text": chosen.get("token"),
+            "logprob": chosen.get("logprob"),
+            "token_id": chosen.get("myopia_token_id"),
+        }
+        tokens.append({**_choice(named, f"{at}.generatedToken"), "alternatives": alternatives})
     return tokens
 
 
-def _tokens_from_openai_choice(choice: dict[str, Any]) -> list[dict[str, Any]]:
-    logprobs = choice.get("logprobs") or {}
-    texts = logprobs.get("tokens") or []
-    values = logprobs.get("token_logprobs") or []
-    tops = logprobs.get("top_logprobs") or [None] * len(texts)
+def _tokens_from_openai_choice(choice: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    logprobs = _kind(choice.get("logprobs") or {}, f"{where}.logprobs", dict, "an object")
+    texts = _kind(logprobs.get("tokens") or [], f"{where}.logprobs.tokens", list, "a list")
+    values = _kind(
+        logprobs.get("token_logprobs") or [], f"{where}.logprobs.token_logprobs", list, "a list"
+    )
+    tops = _kind(
+        logprobs.get("top_logprobs") or [None] * len(texts),
+        f"{where}.logprobs.top_logprobs",
+        list,
+        "a list",
+    )
     tokens = []
-    for text, value, top in zip(texts, values, tops, strict=False):
-        pairs = sorted((top or {}).items(), key=lambda kv: -kv[1])
-        alternatives = [{"text": k, "logprob": v, "token_id": None} for k, v in pairs]
+    for i, (text, value, top) in enumerate(zip(texts, values, tops, strict=False)):
+        at = f"{where}.logprobs"
         tokens.append(
-            {"text": text, "logprob": value, "token_id": None, "alternatives": alternatives}
+            {
+                **_choice({"text": text, "logprob": value}, f"{at}.tokens[{i}]"),
+                "alternatives": _counterfactuals(top, f"{at}.top_logprobs[{i}]"),
+            }
         )
     return tokens
 
 
 def _socketteer_generation(
-    raw: dict[str, Any], responses: dict[str, Any]
+    raw: dict[str, Any], meta: dict[str, Any], responses: dict[str, Any], where: str
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The generation record and tokens of a socketteer node, where it has them."""
     ref = raw.get("generation")
-    if isinstance(ref, dict) and ref.get("id") in responses:
-        response = responses[ref["id"]]
-        completions = response.get("completions") or []
+    if isinstance(ref, dict) and isinstance(ref.get("id"), str) and ref["id"] in responses:
+        at = f"model_responses.{ref['id']}"
+        response = _kind(responses[ref["id"]], at, dict, "an object")
+        completions = _kind(response.get("completions") or [], f"{at}.completions", list, "a list")
         index = ref.get("index", 0)
         if isinstance(index, int) and 0 <= index < len(completions):
             completion = completions[index]
-            generation = response.get("myopia_generation") or {
+            tokens = _tokens_from_response(completion, f"{at}.completions[{index}]")
+            generation = _optional(response, "myopia_generation", at, dict, "an object", None)
+            generation = generation or {
                 "backend": response.get("model"),
                 "finish_reason": completion.get("finishReason"),
             }
-            return generation, _tokens_from_response(completion)
-    old = (raw.get("meta") or {}).get("generation")
+            return generation, tokens
+    old = meta.get("generation")
     if isinstance(old, dict):
         generation = {"backend": old.get("model"), "finish_reason": old.get("finish_reason")}
-        return generation, _tokens_from_openai_choice(old)
+        return generation, _tokens_from_openai_choice(old, f"{where}.meta.generation")
     return None, []
 
 
@@ -203,22 +341,29 @@ def import_socketteer(data: dict[str, Any]) -> TreeData:
     else:  # socketteer also opens a bare root node
         root, tree_extra = data, {}
     _require(isinstance(root, dict), "the root is not an object")
-    responses = tree_extra.get("model_responses") or {}
+    responses = _kind(tree_extra.get("model_responses") or {}, "model_responses", dict, "an object")
+    focus = data.get("selected_node_id")
+    if focus is not None:
+        _node_id(focus, "selected_node_id")
     nodes: list[Node] = []
     seen: set[str] = set()
     stack: list[tuple[dict[str, Any], str | None, int]] = [(root, None, 0)]
     while stack:  # iterative: socketteer trees can be thousands of nodes deep
         raw, parent, position = stack.pop()
-        _require(isinstance(raw, dict), f"a child of {parent} is not an object")
+        where = f"node {parent}.children[{position}]" if parent is not None else "root"
+        _kind(raw, where, dict, "an object")
         node_id = raw.get("id")
-        if not isinstance(node_id, str) or node_id in seen:
+        if node_id is not None:
+            _node_id(node_id, f"{where}.id")
+        if node_id is None or node_id in seen:
             node_id = new_id()  # socketteer gives ids on load; repeated ids happen in old files
         seen.add(node_id)
-        text = raw.get("text", "")
-        _require(isinstance(text, str), f"node {node_id}: text is not a string")
-        tags = raw.get("tags") or []
-        meta = raw.get("meta") or {}
-        generation, tokens = _socketteer_generation(raw, responses)
+        if raw.get("id") is not None:
+            where = f"node {node_id}"
+        text = _kind(raw.get("text", ""), f"{where}.text", str, "a string")
+        tags = _kind(raw.get("tags") or [], f"{where}.tags", list, "a list")
+        meta = _kind(raw.get("meta") or {}, f"{where}.meta", dict, "an object")
+        generation, tokens = _socketteer_generation(raw, meta, responses, where)
         if "".join(t["text"] for t in tokens) != text:
             tokens = []  # edited after generation, or start/restart text added around it
         model_made = meta.get("source") in ("AI", "mixed") or generation is not None
@@ -236,21 +381,20 @@ def import_socketteer(data: dict[str, Any]) -> TreeData:
                 bookmarked="bookmark" in tags or raw.get("bookmark") is True,
                 version=1,
                 extra={k: v for k, v in raw.items() if k not in _SOCKETTEER_MODELED},
+                tags=_tag_list([t for t in tags if t not in _FLAG_TAGS], f"{where}.tags"),
             )
         )
-        children = raw.get("children") or []
-        _require(isinstance(children, list), f"node {node_id}: children is not a list")
+        children = _kind(raw.get("children") or [], f"{where}.children", list, "a list")
         stack.extend((child, node_id, i) for i, child in reversed(list(enumerate(children))))
-    return TreeData(nodes=nodes, focus=data.get("selected_node_id"), extra=tree_extra)
+    return TreeData(nodes=nodes, focus=focus, extra=tree_extra)
 
 
 def _socketteer_tags(node: Node) -> list[str] | None:
-    tags = list(node.extra.get("tags") or [])
-    for name, wanted in (("bookmark", node.bookmarked), ("archived", node.hidden)):
-        if wanted and name not in tags:
-            tags.append(name)
-        if not wanted and name in tags:
-            tags.remove(name)
+    """The node's tags in the order its file had them, then any added in the loom."""
+    wanted = {*node.tags, *(["bookmark"] if node.bookmarked else [])}
+    wanted |= {"archived"} if node.hidden else set()
+    tags = [t for t in node.extra.get("tags") or [] if t in wanted]
+    tags += [t for t in [*node.tags, "bookmark", "archived"] if t in wanted and t not in tags]
     return tags if tags or "tags" in node.extra else None
 
 
@@ -283,7 +427,7 @@ def _socketteer_response(node: Node) -> dict[str, Any]:
 
 
 def export_socketteer(tree: TreeData) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(json.dumps(tree.extra))  # a deep copy to add to
+    out: dict[str, Any] = jsontext.loads(jsontext.dumps(tree.extra))  # a deep copy to add to
     responses: dict[str, Any] = out.get("model_responses") or {}
     edited = set(tree.history)
     built: dict[str, dict[str, Any]] = {}
@@ -324,13 +468,21 @@ def export_socketteer(tree: TreeData) -> dict[str, Any]:
 def read_tree(data: Any) -> TreeData:
     """A tree from parsed JSON of either format (told apart by its shape)."""
     if isinstance(data, dict) and data.get("format") == OWN_FORMAT:
-        return import_own(data)
-    if isinstance(data, dict) and ("root" in data or ("text" in data and "children" in data)):
-        return import_socketteer(data)
-    raise CorruptFileError(
-        'not a loom tree: expected this loom\'s JSON ("format": "myopia-loom") or a '
-        'socketteer/loom file (with a "root" node)'
-    )
+        tree = import_own(data)
+    elif isinstance(data, dict) and ("root" in data or ("text" in data and "children" in data)):
+        tree = import_socketteer(data)
+    else:
+        raise CorruptFileError(
+            'not a loom tree: expected this loom\'s JSON ("format": "myopia-loom") or a '
+            'socketteer/loom file (with a "root" node)'
+        )
+    try:  # extra and generation hold anything: it must be storable JSON (no NaN, no inf)
+        jsontext.dumps(tree.extra)
+        for node in tree.nodes:
+            jsontext.dumps([node.extra, node.generation])
+    except (ValueError, TypeError) as err:
+        raise CorruptFileError(f"not a valid loom file: {err}") from err
+    return tree
 
 
 def export_tree(store: LoomStore, fmt: str = "myopia") -> dict[str, Any]:
@@ -344,10 +496,10 @@ def import_json_file(store: LoomStore, path: str | Path) -> TreeData:
     """Fill the (empty) ``store`` from the JSON file at ``path``, of either format."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsontext.loads(path.read_bytes())
     except FileNotFoundError as err:
         raise MyopiaError(f"no file {path} to import") from err
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:
         raise CorruptFileError(f"{path} is not JSON ({err})") from err
     tree = read_tree(data)
     store.load(tree)
@@ -355,4 +507,4 @@ def import_json_file(store: LoomStore, path: str | Path) -> TreeData:
 
 
 def export_json_file(store: LoomStore, path: str | Path, fmt: str = "myopia") -> Path:
-    return atomic_write_json(path, export_tree(store, fmt))
+    return atomic_write_text(path, jsontext.dumps(export_tree(store, fmt)))

@@ -6,14 +6,21 @@ continuations are then written in one transaction that re-checks the version the
 request was based on, so text generated from a prompt someone edited meanwhile is
 refused rather than attached to the new text. Backend calls are serialised by one lock:
 a local model is not safe to run from several threads at once.
+
+Streaming (:func:`stream_children`) shows each token as it is chosen and can be
+cancelled; a cancelled generation keeps the tokens it had, with the finish reason
+``"cancelled"``. A backend streams when it has a ``complete_streaming`` method (see
+:class:`StreamingBackend`); any other backend is run with ``complete`` and its tokens
+are shown when it returns (it cannot be stopped midway).
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from myopia.errors import MyopiaError
 from myopia.generation.settings import SamplingSettings
@@ -25,6 +32,28 @@ _backend_lock = threading.Lock()
 
 class GenerationFailedError(MyopiaError):
     """The backend could not generate (a model error, an unreachable server)."""
+
+
+OnToken = Callable[[int, GeneratedToken], bool]  # (row, token) -> go on?
+
+
+@runtime_checkable
+class StreamingBackend(Protocol):
+    """A backend that reports tokens as it chooses them and can stop early."""
+
+    name: str
+
+    def complete_streaming(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        n: int,
+        alternatives: int,
+        on_token: OnToken,
+    ) -> list[Continuation]:
+        """``complete``, calling ``on_token(row, token)`` after each token; when it returns
+        False every row stops where it is (finish reason "length")."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +91,10 @@ def _generation_json(backend: Backend, request: Request, finish_reason: str | No
     }
 
 
+def new_stream_id() -> str:
+    return secrets.token_hex(8)
+
+
 def with_seed(sampling: SamplingSettings, seed: int | None) -> SamplingSettings:
     """``sampling`` with ``seed``, or a fresh random one: pressing generate twice should
     give new text, and the seed is recorded on the children so it can be reproduced."""
@@ -86,6 +119,30 @@ def _complete(backend: Backend, prompt: str, request: Request) -> list[Continuat
             raise GenerationFailedError(f"the backend {backend.name} failed: {err}") from err
 
 
+def _write_children(
+    store: LoomStore,
+    backend: Backend,
+    node_id: str,
+    expected_version: int,
+    request: Request,
+    continuations: list[Continuation],
+    finish_reasons: list[str | None],
+) -> list[Node]:
+    drafts = [
+        NewNode(
+            text=c.text,
+            author="model",
+            generation=_generation_json(backend, request, reason),
+            tokens=[token_json(t) for t in c.tokens],
+        )
+        for c, reason in zip(continuations, finish_reasons, strict=True)
+    ]
+    children = store.add_children(node_id, drafts, {node_id: expected_version})
+    if children:
+        store.set_focus(children[0].id)
+    return children
+
+
 def generate_children(
     store: LoomStore, backend: Backend, node_id: str, expected_version: int, request: Request
 ) -> list[Node]:
@@ -93,19 +150,60 @@ def generate_children(
     # Fail before a slow generation on an unknown or stale node; re-checked on write.
     store.check_version(node_id, expected_version)
     continuations = _complete(backend, store.branch_text(node_id), request)
-    drafts = [
-        NewNode(
-            text=c.text,
-            author="model",
-            generation=_generation_json(backend, request, c.finish_reason),
-            tokens=[token_json(t) for t in c.tokens],
-        )
-        for c in continuations
+    reasons = [c.finish_reason for c in continuations]
+    return _write_children(
+        store, backend, node_id, expected_version, request, continuations, reasons
+    )
+
+
+def stream_children(
+    store: LoomStore,
+    backend: Backend,
+    node_id: str,
+    expected_version: int,
+    request: Request,
+    on_token: Callable[[int, GeneratedToken], None],
+    cancel: threading.Event,
+) -> tuple[list[Node], bool]:
+    """:func:`generate_children`, calling ``on_token(row, token)`` as tokens come and
+    stopping once ``cancel`` is set. Returns the children written and whether the
+    generation was cancelled; a cancelled row keeps its tokens (finish reason
+    "cancelled"), a row cancelled before its first token is not written."""
+    store.check_version(node_id, expected_version)
+    prompt = store.branch_text(node_id)
+    request.sampling.check()
+    if not isinstance(backend, StreamingBackend):
+        continuations = _complete(backend, prompt, request)
+        for row, c in enumerate(continuations):
+            for token in c.tokens:
+                on_token(row, token)
+        reasons: list[str | None] = [c.finish_reason for c in continuations]
+        return _write_children(
+            store, backend, node_id, expected_version, request, continuations, reasons
+        ), False
+
+    def report(row: int, token: GeneratedToken) -> bool:
+        on_token(row, token)
+        return not cancel.is_set()
+
+    with _backend_lock:
+        try:
+            continuations = backend.complete_streaming(
+                prompt, request.sampling, request.n, request.alternatives, report
+            )
+        except MyopiaError as err:
+            raise GenerationFailedError(f"the backend {backend.name} failed: {err}") from err
+    cancelled = cancel.is_set()
+    limit = request.sampling.max_new_tokens
+    kept = [c for c in continuations if c.tokens or not cancelled]
+    reasons = [
+        "cancelled"
+        if cancelled and c.finish_reason == "length" and len(c.tokens) < limit
+        else c.finish_reason
+        for c in kept
     ]
-    children = store.add_children(node_id, drafts, {node_id: expected_version})
-    if children:
-        store.set_focus(children[0].id)
-    return children
+    children = _write_children(store, backend, node_id, expected_version, request, kept, reasons)
+    return children, cancelled
 
 
 def branch_from_alternative(
@@ -155,3 +253,38 @@ def branch_from_alternative(
     if then is None:
         return branch, []
     return branch, generate_children(store, backend, branch.id, branch.version, then)
+
+
+def compare_siblings(store: LoomStore, node_id: str) -> dict[str, Any]:
+    """``node_id`` and its siblings (the branches from their parent), side by side: each
+    with its tokens and the log-probability the model gave its text, token by token
+    (the sum is the log-probability of the whole branch from the parent on; the mean
+    compares branches of different lengths). A node edited by hand has no tokens and no
+    score: the model never chose its text."""
+    node = store.get(node_id)
+    siblings = store.children(node.parent) if node.parent is not None else [node]
+    branches = []
+    for sibling in siblings:
+        if sibling.hidden and sibling.id != node_id:
+            continue
+        scored = bool(sibling.tokens) and "".join(t["text"] for t in sibling.tokens) == sibling.text
+        total = sum(t["logprob"] for t in sibling.tokens) if scored else None
+        branches.append(
+            {
+                "id": sibling.id,
+                "text": sibling.text,
+                "author": sibling.author,
+                "tokens": [{"text": t["text"], "logprob": t["logprob"]} for t in sibling.tokens]
+                if scored
+                else [],
+                "logprob": total,
+                "mean_logprob": total / len(sibling.tokens) if scored else None,
+            }
+        )
+    ranked = sorted((b for b in branches if b["logprob"] is not None), key=lambda b: -b["logprob"])
+    return {
+        "parent": node.parent,
+        "focus": node_id,
+        "branches": branches,
+        "likeliest": ranked[0]["id"] if ranked else None,
+    }

@@ -13,7 +13,9 @@ computed once:
   the key's input-only and weight-only copies are concatenated on the feature axis, so
   they arrive as extra key heads, rotary encoding applied by the model's own code; the
   value's copies, which the model only reshapes, go from the hook straight to the
-  attention function (``take_stashed_channels``).
+  attention function (``take_stashed_channels``). A key norm after the projection (Qwen3,
+  Gemma3 per head; OLMo2 over the whole projection) gets hooks that normalise each
+  channel separately, the input-only one with the norm's weights detached.
 - ``fused``: GPT-2 attention (one ``c_attn`` for q, k and v, no rotary encoding): the
   model gets the ordinary output, whose query part stays live, and the key/value
   channels go from the hook straight to the attention function
@@ -28,6 +30,7 @@ import weakref
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from myopia.errors import UnsupportedModelError
 
@@ -152,30 +155,80 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
     if not modules:
         raise UnsupportedModelError(
             f"myopic mode 'residual' supports attention with k_proj/v_proj (Llama family) or "
-            f"c_attn (GPT-2); {type(model).__name__} has neither: use mode 'kv' instead"
+            f"c_attn (GPT-2); {type(model).__name__} has neither (a fused projection such as "
+            "query_key_value or qkv_proj is not supported): use 'kv'"
         )
+    for module in modules:
+        if hasattr(module, "k_proj") and (
+            not all(isinstance(p, nn.Linear) for p in (module.k_proj, module.v_proj))
+            or module.k_proj is module.v_proj
+        ):
+            raise UnsupportedModelError(
+                "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
+            )
+        if not hasattr(module, "k_proj") and type(module.c_attn).__name__ != "Conv1D":
+            raise UnsupportedModelError(
+                "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
+            )
     handles = []
     for module in modules:
         if hasattr(module, "k_proj"):
-            projections = (module.k_proj, module.v_proj)
-            if (
-                not all(isinstance(p, nn.Linear) for p in projections)
-                or projections[0] is projections[1]
-            ):
-                raise UnsupportedModelError(
-                    "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
-                )
             handles.append(module.k_proj.register_forward_hook(_input_only_then_weight_only))
             handles.append(module.v_proj.register_forward_hook(_stash_value_channels(module)))
+            if isinstance(getattr(module, "k_norm", None), nn.Module):
+                handles += _split_key_norm(module.k_norm, module.k_proj.out_features)
             _LAYOUTS[module] = "heads"
         else:
-            if type(module.c_attn).__name__ != "Conv1D":
-                raise UnsupportedModelError(
-                    "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
-                )
             handles.append(module.c_attn.register_forward_hook(_stash_fused_channels(module)))
             _LAYOUTS[module] = "fused"
     return handles
+
+
+def _head_axis(x: torch.Tensor, n_heads: int) -> int:
+    """The axis of the 2 * Hkv key heads in a per-head norm's input, a view of the key
+    projection's output (B, T, 2 * Hkv * hd) split into heads (and maybe transposed): the
+    axis of that size whose stride is one head."""
+    axes = [a for a in range(x.dim() - 1) if x.shape[a] == n_heads and x.stride(a) == x.shape[-1]]
+    if len(axes) != 1:
+        raise UnsupportedModelError(
+            "myopic mode 'residual' cannot find the key heads at the key norm: use 'kv'"
+        )
+    return axes[0]
+
+
+def _split_key_norm(norm: nn.Module, key_width: int) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks on a key norm that follows the key projection (Qwen3 and Gemma3 per head, OLMo2
+    over the whole projection) so that it keeps the two channels apart: the input-only
+    copy through the norm with its weights detached (the own position's path into its
+    input, never the weights), the weight-only copy through the norm as it is. The norm's
+    own output, computed first, is replaced."""
+    whole_width = sum(p.numel() for p in norm.parameters()) == key_width
+    recomputing = False  # the recomputation calls the norm again: its hooks stand aside
+
+    def split_input(_norm, args):  # (B, T, 2 * D) -> (B, T, 2, D): normalised per channel
+        if whole_width and not recomputing:
+            return (args[0].unflatten(-1, (2, key_width)),)
+        return None
+
+    def recompute(_norm, args, output):
+        nonlocal recomputing
+        if recomputing:
+            return output
+        x = args[0]  # (B, T, 2, D) whole width; per head (B, T, 2 * Hkv, hd) or transposed
+        axis = -2 if whole_width else _head_axis(x, 2 * key_width // x.shape[-1])
+        x_input, x_weight = x.chunk(2, dim=axis)
+        detached = {name: p.detach() for name, p in norm.named_parameters()}
+        recomputing = True
+        try:
+            out = torch.cat([functional_call(norm, detached, (x_input,)), norm(x_weight)], axis)
+        finally:
+            recomputing = False
+        return out.flatten(-2) if whole_width else out
+
+    return [
+        norm.register_forward_pre_hook(split_input),
+        norm.register_forward_hook(recompute),
+    ]
 
 
 def remove(model: nn.Module, handles: list[torch.utils.hooks.RemovableHandle]) -> None:

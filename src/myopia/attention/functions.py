@@ -85,8 +85,10 @@ def _split_channels(module, query, key, value, mode, offset):
     if layout == "heads":  # key (B, 2*Hkv, T, hd): input-only heads, then weight-only heads
         k_x, k_w = key.chunk(2, dim=1)
         v_x, v_w = (heads(x) for x in stashed)
-    else:  # "fused": the query as the model computed it, keys and values from the hook
+    else:  # "fused": the query as the model computed it, keys and values from the hook,
+        # keys rotated as the model rotates them (GPT-NeoX, Phi3)
         k_x, k_w, v_x, v_w = (heads(x) for x in stashed)
+        k_x, k_w = (residual_channels.rotate_keys(module, x) for x in (k_x, k_w))
     return query, k_w, v_w, own(k_x), own(v_x)
 
 

@@ -173,3 +173,37 @@ def test_fast_path_without_fused_kernel_matches_definition(model, padding, monke
     for mode in ["kv", "residual"]:
         expected = reference_myopic_gradient(model, batch, mode)
         assert_both_paths_match(model, batch, mode, expected, backends=("fast",))
+
+
+def _efficient_kernel_stand_in(q, k, v, bias, compute_log_sumexp, dropout_p, is_causal, *, scale):
+    """The CUDA memory-efficient kernel's contract on the CPU (plain math): equal head
+    counts, a (B, H, Q, K) bias with 16-aligned rows, a log-sum-exp padded to 32 rows."""
+    batch, n_heads, q_len, _ = q.shape
+    k_len = k.shape[2]
+    assert k.shape[1] == v.shape[1] == n_heads and compute_log_sumexp and dropout_p == 0.0
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale  # (B, H, Q, K)
+    if is_causal:
+        assert bias is None
+        scores = scores.masked_fill(torch.ones_like(scores, dtype=torch.bool).triu(1), -torch.inf)
+    elif bias is not None:
+        assert bias.shape == (batch, n_heads, q_len, k_len) and bias.stride(-2) % 16 == 0
+        scores = scores + bias
+    lse = torch.logsumexp(scores, -1)
+    padding = torch.full((batch, n_heads, -q_len % 32), torch.nan, dtype=lse.dtype)
+    out = torch.matmul(torch.softmax(scores, -1), v)
+    return out, torch.cat([lse, padding], -1), torch.empty(()), torch.empty(())
+
+
+@pytest.mark.parametrize("padding", ["none", "left"])
+def test_fast_path_math_of_the_cuda_kernel_matches_definition(model, padding, monkeypatch):
+    # On CUDA the fast path takes row log-sum-exps from the memory-efficient kernel; its
+    # use (head expansion, aligned bias, padded log-sum-exp) is checked here on the CPU.
+    from myopia.attention import functions
+
+    monkeypatch.setattr(functions, "_CPU_FUSED", None)
+    monkeypatch.setattr(functions, "_EFFICIENT", _efficient_kernel_stand_in)
+    monkeypatch.setattr(functions, "_uses_efficient_kernel", lambda q: True)
+    batch = make_batch(padding)
+    for mode in ["kv", "residual"]:
+        expected = reference_myopic_gradient(model, batch, mode)
+        assert_both_paths_match(model, batch, mode, expected, backends=("fast",))

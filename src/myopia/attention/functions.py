@@ -31,6 +31,8 @@ input-only channel in ``residual`` mode. Later queries send them nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -83,8 +85,10 @@ def _split_channels(module, query, key, value, mode, offset):
     if layout == "heads":  # key (B, 2*Hkv, T, hd): input-only heads, then weight-only heads
         k_x, k_w = key.chunk(2, dim=1)
         v_x, v_w = (heads(x) for x in stashed)
-    else:  # "fused": the query as the model computed it, keys and values from the hook
+    else:  # "fused": the query as the model computed it, keys and values from the hook,
+        # keys rotated as the model rotates them (GPT-NeoX, Phi3)
         k_x, k_w, v_x, v_w = (heads(x) for x in stashed)
+        k_x, k_w = (residual_channels.rotate_keys(module, x) for x in (k_x, k_w))
     return query, k_w, v_w, own(k_x), own(v_x)
 
 
@@ -97,11 +101,61 @@ def _check_no_dropout(dropout: float) -> None:
         )
 
 
-def _softmax(scores: torch.Tensor) -> torch.Tensor:
+# Keyword arguments models pass to attention functions that do not change what attention
+# computes here: bookkeeping for the model's other layers or for other backends.
+_BOOKKEEPING = frozenset(
+    {"position_ids", "cache_position", "use_cache", "output_attentions", "output_router_logits"}
+)
+# Keyword arguments the functions here implement (sliding_window: see _score_options).
+_IMPLEMENTED = frozenset({"softcap", "s_aux", "sliding_window"})
+
+
+@dataclass(frozen=True)
+class _ScoreOptions:
+    """What a model's attention adds to softmax(scaling * q k^T + mask) v."""
+
+    softcap: float | None = None  # scores -> softcap * tanh(scores / softcap) (Gemma2)
+    sinks: torch.Tensor | None = None  # (H,) logit of an extra key with value 0 (GPT-OSS)
+
+
+def _score_options(module, key, attention_mask, dropout, kwargs) -> _ScoreOptions:
+    """Check the attention call's keyword arguments and return the score options.
+
+    Anything not implemented here is refused, never ignored: an ignored argument is a
+    silently wrong gradient. An argument passed as None or False is a feature switched off.
+    """
+    _check_no_dropout(dropout)
+    given = {name for name, value in kwargs.items() if value is not None and value is not False}
+    unknown = sorted(given - _BOOKKEEPING - _IMPLEMENTED)
+    if unknown:
+        raise MyopiaError(
+            f"myopic attention does not implement the attention argument(s) "
+            f"{', '.join(unknown)} that {type(module).__name__} passes: this architecture "
+            "has no myopic mode"
+        )
+    # A sliding window reaches attention in the mask transformers builds for the layer
+    # (the argument itself is for flash-attention kernels). A missing mask is plain
+    # causal attention, right only while every key is inside the window.
+    window = kwargs.get("sliding_window")
+    if window is not None and attention_mask is None and key.shape[2] > window:
+        raise MyopiaError(
+            f"{type(module).__name__} passed a sliding window of {window} without a mask "
+            "for it: myopic attention cannot apply the window"
+        )
+    return _ScoreOptions(softcap=kwargs.get("softcap"), sinks=kwargs.get("s_aux"))
+
+
+def _softmax(scores: torch.Tensor, sinks: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the keys of (B, H, Q, K) scores; with ``sinks`` (H,), each head's row
+    also holds one more key of that logit and value 0, whose probability is dropped."""
     # At least float32 for the softmax, as transformers' eager path does, but never less
     # than the input precision (float64 tests need float64 throughout).
     dtype = torch.promote_types(scores.dtype, torch.float32)
-    return F.softmax(scores, dim=-1, dtype=dtype).to(scores.dtype)
+    if sinks is None:
+        return F.softmax(scores, dim=-1, dtype=dtype).to(scores.dtype)
+    sink_column = sinks.to(scores.dtype).reshape(1, -1, 1, 1).expand(*scores.shape[:-1], 1)
+    probs = F.softmax(torch.cat([scores, sink_column], dim=-1), dim=-1, dtype=dtype)
+    return probs[..., :-1].to(scores.dtype)  # (B, H, Q, K)
 
 
 # ---------------------------------------------------------------------------------------
@@ -160,13 +214,16 @@ def _chunked_logsumexp(q, k, mask, scaling) -> torch.Tensor:
 
 def _attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
     """Attention output (B, H, Q, hd) and each row's score log-sum-exp (B, H, Q), for
-    keys and values with Hkv <= H heads (grouped-query attention without copies).
+    keys and values with Hkv <= H heads (grouped-query attention).
 
-    On the CPU, the fused kernel that scaled_dot_product_attention itself dispatches to
-    returns the log-sum-exp it computes anyway (a private ATen op; fallback below)."""
+    The fused kernels scaled_dot_product_attention itself dispatches to compute the
+    log-sum-exp anyway; private ATen ops return it: the CPU flash kernel, and on CUDA the
+    memory-efficient kernel. Elsewhere it is computed in chunks (_chunked_logsumexp)."""
     if q.device.type == "cpu" and _CPU_FUSED is not None:
         out, lse = _CPU_FUSED(q, k, v, 0.0, is_causal, attn_mask=mask, scale=scaling)
         return out, lse.to(q.dtype)
+    if _uses_efficient_kernel(q):
+        return _efficient_attention_with_lse(q, k, v, mask, is_causal, scaling)
     out = F.scaled_dot_product_attention(
         q,
         k,
@@ -181,6 +238,29 @@ def _attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
 
 
 _CPU_FUSED = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_EFFICIENT = getattr(torch.ops.aten, "_scaled_dot_product_efficient_attention", None)
+_EFFICIENT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _uses_efficient_kernel(q: torch.Tensor) -> bool:
+    return q.device.type == "cuda" and _EFFICIENT is not None and q.dtype in _EFFICIENT_DTYPES
+
+
+def _efficient_attention_with_lse(q, k, v, mask, is_causal: bool, scaling: float):
+    """The CUDA memory-efficient kernel with ``compute_log_sumexp``. Its contract, unlike
+    scaled_dot_product_attention's: as many key/value heads as query heads, a bias of
+    (B, H, Q, K) whose rows start 16-element aligned, and a log-sum-exp padded to a
+    multiple of 32 query rows (float32)."""
+    batch, n_heads, q_len, _ = q.shape  # (B, H, Q, hd)
+    groups, k_len = n_heads // k.shape[1], k.shape[2]
+    bias = None
+    if mask is not None:  # (B|1, 1, Q, K) -> (B, H, Q, K), row stride a multiple of 16
+        padded = F.pad(mask, (0, -k_len % 16))
+        bias = padded[..., :k_len].expand(batch, n_heads, q_len, k_len)
+    out, lse, _, _ = _EFFICIENT(
+        q, _expand_kv(k, groups), _expand_kv(v, groups), bias, True, 0.0, is_causal, scale=scaling
+    )
+    return out, lse[..., :q_len].to(q.dtype)  # (B, H, Q, hd), (B, H, Q)
 
 
 class _OwnPositionGradient(torch.autograd.Function):
@@ -189,14 +269,17 @@ class _OwnPositionGradient(torch.autograd.Function):
     attention), sent into the own-channel tensors.
 
     For the diagonal term p_tt v_t of out_t: d out_t / d v_t = p_tt, and
-    d out_t / d score_tt = p_tt (v_t - out_t) with score_tt = scaling * q_t . k_t.
+    d out_t / d score_tt = p_tt (v_t - out_t) with score_tt = f(q_t . k_t); ``slope`` is
+    f' there: ``scaling``, times 1 - tanh^2 under softcapping. Attention sinks (keys with
+    value 0 outside the sequence) only enter through p_tt and out_t.
     """
 
     @staticmethod
-    def forward(ctx, out, k_own, v_own, q, own_prob, scaling):
-        # out, q: (B, H, Q, hd); k_own, v_own: (B, Hkv, Q, hd); own_prob: (B, H, Q, 1)
+    def forward(ctx, out, k_own, v_own, q, own_prob, slope):
+        # out, q: (B, H, Q, hd); k_own, v_own: (B, Hkv, Q, hd); own_prob: (B, H, Q, 1);
+        # slope: a float or (B, H, Q, 1)
         ctx.save_for_backward(out.detach(), v_own.detach(), q.detach(), own_prob)
-        ctx.scaling = scaling
+        ctx.slope = slope
         return out.view_as(out)
 
     @staticmethod
@@ -209,15 +292,22 @@ class _OwnPositionGradient(torch.autograd.Function):
             return _grouped(x, n_kv_heads).sum(2)
 
         grad_score = own_prob * (grad * (_expand_kv(v_values, groups) - out)).sum(-1, keepdim=True)
-        grad_k = per_kv_head((ctx.scaling * grad_score) * q) if ctx.needs_input_grad[1] else None
+        grad_k = per_kv_head((ctx.slope * grad_score) * q) if ctx.needs_input_grad[1] else None
         grad_v = per_kv_head(own_prob * grad) if ctx.needs_input_grad[2] else None
         return grad, grad_k, grad_v, None, None, None
 
 
-def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
+def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **kwargs):
     """Fast path: fused attention over the past channel; in backward, each position's own
     key and value also get the gradient from their own query (O(T) extra work)."""
-    _check_no_dropout(dropout)
+    options = _score_options(module, key, attention_mask, dropout, kwargs)
+    if options.softcap is not None or options.sinks is not None:
+        # No fused kernel applies softcapping or sinks (nor does transformers' sdpa path:
+        # these models run eager attention): the eager path computes them exactly.
+        out, _ = myopic_eager(
+            module, query, key, value, attention_mask, scaling, dropout, mode=mode, **kwargs
+        )
+        return out, None
     q_len, k_len = query.shape[2], key.shape[2]
     offset = k_len - q_len
     q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
@@ -238,11 +328,13 @@ def myopic_sdpa(module, query, key, value, attention_mask, scaling, dropout=0.0,
     return out.transpose(1, 2).contiguous(), None
 
 
-def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **_):
+def myopic_eager(
+    module, query, key, value, attention_mask, scaling, dropout=0.0, *, mode, **kwargs
+):
     """Eager path: the attention matrix materialised (and returned, for users who want
     attention weights), with past keys and values seen through the past channel; the own
     position's gradient is added exactly as in the fast path."""
-    _check_no_dropout(dropout)
+    options = _score_options(module, key, attention_mask, dropout, kwargs)
     n_heads, q_len, k_len = query.shape[1], query.shape[2], key.shape[2]
     offset = k_len - q_len
     q, k_past, v_past, k_own, v_own = _split_channels(module, query, key, value, mode, offset)
@@ -250,11 +342,16 @@ def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0
     k_past_h, v_past_h = _expand_kv(k_past, groups), _expand_kv(v_past, groups)  # (B,H,K,hd)
 
     scores = torch.matmul(q, k_past_h.transpose(-1, -2)) * scaling  # (B, H, Q, K)
+    slope = scaling  # d score / d (q . k) at the own position
+    if options.softcap is not None:
+        scores = options.softcap * torch.tanh(scores / options.softcap)
+        own_tanh = scores.detach().diagonal(offset, -2, -1).unsqueeze(-1) / options.softcap
+        slope = scaling * (1 - own_tanh**2)  # (B, H, Q, 1)
     scores = scores + _float_mask(attention_mask, q_len, k_len, q.dtype, q.device)
-    probs = _softmax(scores)  # (B, H, Q, K)
+    probs = _softmax(scores, options.sinks)  # (B, H, Q, K)
     out = torch.matmul(probs, v_past_h)  # (B, H, Q, hd)
     own_prob = probs.detach().diagonal(offset, -2, -1).unsqueeze(-1)  # (B, H, Q, 1)
-    out = _OwnPositionGradient.apply(out, k_own, v_own, q, own_prob, scaling)
+    out = _OwnPositionGradient.apply(out, k_own, v_own, q, own_prob, slope)
     return out.transpose(1, 2).contiguous(), probs
 
 
@@ -263,24 +360,32 @@ def myopic_eager(module, query, key, value, attention_mask, scaling, dropout=0.0
 # ---------------------------------------------------------------------------------------
 
 
-def bigram_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
-    """Readable reference: softmax over a mask that allows each query only its own key."""
-    _check_no_dropout(dropout)
+def bigram_eager(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Readable reference: softmax over a mask that allows each query only its own key
+    (and the sinks, where the model has them; softcapping cannot change a one-key softmax
+    but is applied as the model applies it)."""
+    options = _score_options(module, key, attention_mask, dropout, kwargs)
     batch, n_heads, q_len, _ = query.shape  # (B, H, Q, hd)
     n_kv_heads, k_len = key.shape[1], key.shape[2]  # (B, Hkv, K, hd)
     groups = n_heads // n_kv_heads
     rows = torch.arange(q_len, device=query.device)[:, None] + (k_len - q_len)
     own_only = rows == torch.arange(k_len, device=query.device)[None, :]  # (Q, K)
     scores = torch.matmul(query, _expand_kv(key, groups).transpose(-1, -2)) * scaling
+    if options.softcap is not None:
+        scores = options.softcap * torch.tanh(scores / options.softcap)
     scores = scores.masked_fill(~own_only, torch.finfo(scores.dtype).min)  # (B, H, Q, K)
-    probs = _softmax(scores)
+    probs = _softmax(scores, options.sinks)
     out = torch.matmul(probs, _expand_kv(value, groups))  # (B, H, Q, hd)
     return out.transpose(1, 2).contiguous(), probs
 
 
-def bigram_fast(module, query, key, value, attention_mask, scaling, dropout=0.0, **_):
-    """A softmax over one key is 1: the output is the own value."""
-    _check_no_dropout(dropout)
+def bigram_fast(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """A softmax over one key is 1: the output is the own value (with sinks, the eager
+    path weighs it by the own key's share against the sink)."""
+    options = _score_options(module, key, attention_mask, dropout, kwargs)
+    if options.sinks is not None:
+        out, _ = bigram_eager(module, query, key, value, attention_mask, scaling, **kwargs)
+        return out, None
     n_heads, q_len = query.shape[1], query.shape[2]
     n_kv_heads, k_len = key.shape[1], key.shape[2]
     out = _expand_kv(value[:, :, k_len - q_len :], n_heads // n_kv_heads)  # (B, H, Q, hd)

@@ -13,21 +13,29 @@ computed once:
   the key's input-only and weight-only copies are concatenated on the feature axis, so
   they arrive as extra key heads, rotary encoding applied by the model's own code; the
   value's copies, which the model only reshapes, go from the hook straight to the
-  attention function (``take_stashed_channels``).
-- ``fused``: GPT-2 attention (one ``c_attn`` for q, k and v, no rotary encoding): the
-  model gets the ordinary output, whose query part stays live, and the key/value
-  channels go from the hook straight to the attention function
-  (``take_stashed_channels``), which splits them into heads as GPT-2 does.
+  attention function (``take_stashed_channels``). A key norm after the projection (Qwen3,
+  Gemma3 per head; OLMo2 over the whole projection) gets hooks that normalise each
+  channel separately, the input-only one with the norm's weights detached.
+- ``fused``: one projection for q, k and v (GPT-2's ``c_attn``, Phi3's ``qkv_proj``,
+  GPT-NeoX's ``query_key_value``): the model gets the ordinary output, whose query part
+  stays live, and the key/value channels go from the hook straight to the attention
+  function (``take_stashed_channels``), which splits them into heads and, where the
+  model has rotary encoding, rotates the keys with the model's own
+  ``apply_rotary_pos_emb`` and the cos/sin its attention module received
+  (``rotate_keys``).
 
 The attention function finds the layout with ``layout_of(module)``.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 
 import torch
 from torch import nn
+from torch.func import functional_call
+from transformers.pytorch_utils import Conv1D
 
 from myopia.errors import UnsupportedModelError
 
@@ -94,41 +102,99 @@ def take_stashed_channels(attention_module: nn.Module) -> tuple[torch.Tensor, ..
 
 
 class _FusedQKVChannels(torch.autograd.Function):
-    """GPT-2's fused projection y = x W + b (W: (in, 3 * out), parts q, k, v), computed
-    once, handed out as: y for the model (only its query part is used, fully live), and
-    input-only and weight-only copies of the key and value parts. The backward assembles
-    the parts' gradients and does the two matmuls an ordinary projection's backward does.
-    """
+    """A fused q/k/v projection y = x W^T + b (W: (3-part out, in)) computed once, handed
+    out as: y for the model (only its query part is used, fully live), and input-only and
+    weight-only copies of the key and value parts, each (B, T, Hkv * hd) in head order,
+    taken from y's features at ``k_index`` and ``v_index``. The backward assembles the
+    parts' gradients and does the two matmuls an ordinary projection's backward does."""
 
     @staticmethod
-    def forward(ctx, output, inputs, weight, bias):
-        ctx.save_for_backward(inputs, weight)
+    def forward(ctx, output, inputs, weight, bias, k_index, v_index):
+        ctx.save_for_backward(inputs, weight, k_index, v_index)
         ctx.has_bias = bias is not None
         value = output.detach()
-        _, k, v = value.chunk(3, dim=-1)  # (B, T, out) each
-        return value.view_as(value), k.view_as(k), k.view_as(k), v.view_as(v), v.view_as(v)
+        k, v = value[..., k_index], value[..., v_index]  # (B, T, Hkv * hd) each
+        return value.view_as(value), k, k.view_as(k), v, v.view_as(v)
 
     @staticmethod
     def backward(ctx, grad_y, grad_k_input, grad_k_weight, grad_v_input, grad_v_weight):
-        inputs, weight = ctx.saved_tensors
-        grad_q = grad_y.chunk(3, dim=-1)[0]  # the model reads only the query from y
-        through_input = torch.cat([grad_q, grad_k_input, grad_v_input], dim=-1)
-        through_weight = torch.cat([grad_q, grad_k_weight, grad_v_weight], dim=-1)
-        g = through_weight.reshape(-1, through_weight.shape[-1])  # (N, 3 out)
-        grad_weight = inputs.reshape(-1, inputs.shape[-1]).t() @ g  # (in, 3 out)
+        inputs, weight, k_index, v_index = ctx.saved_tensors
+        # The model reads only the query from y: its key and value parts get nothing.
+        grad_q = grad_y.index_fill(-1, torch.cat([k_index, v_index]), 0.0)
+        through_input = grad_q.index_add(-1, k_index, grad_k_input).index_add(
+            -1, v_index, grad_v_input
+        )
+        through_weight = grad_q.index_add(-1, k_index, grad_k_weight).index_add(
+            -1, v_index, grad_v_weight
+        )
+        g = through_weight.reshape(-1, through_weight.shape[-1])  # (N, out)
+        grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # (out, in)
         grad_bias = g.sum(0) if ctx.has_bias else None
-        return None, through_input @ weight.t(), grad_weight, grad_bias
+        return None, through_input @ weight, grad_weight, grad_bias, None, None
+
+
+def _fused_parts(attention_module: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The fused projection of an attention module and the features of its output that
+    hold the keys and the values, in head order: GPT-2's c_attn (q | k | v), Phi3's
+    qkv_proj (q | k | v with Hkv key/value heads), GPT-NeoX's query_key_value (q, k, v
+    side by side within each head)."""
+    config = attention_module.config
+    n_heads = config.num_attention_heads
+    if hasattr(attention_module, "c_attn"):
+        width = config.hidden_size
+        return (
+            attention_module.c_attn,
+            torch.arange(width, 2 * width),
+            torch.arange(2 * width, 3 * width),
+        )
+    if hasattr(attention_module, "qkv_proj"):
+        hd = attention_module.head_dim
+        q_width = n_heads * hd
+        kv_width = attention_module.num_key_value_heads * hd
+        k_index = torch.arange(q_width, q_width + kv_width)
+        return attention_module.qkv_proj, k_index, k_index + kv_width
+    hd = attention_module.head_size
+    heads = torch.arange(n_heads)[:, None] * 3 * hd  # (H, 1): each head's first feature
+    k_index = (heads + hd + torch.arange(hd)).flatten()
+    return attention_module.query_key_value, k_index, k_index + hd
 
 
 def _stash_fused_channels(attention_module: nn.Module):
+    projection, k_index, v_index = _fused_parts(attention_module)
+    k_index, v_index = k_index.to(projection.weight.device), v_index.to(projection.weight.device)
+
     def hook(projection: nn.Module, args, output):
+        # Conv1D (GPT-2) keeps its weight as (in, out): its transpose is nn.Linear's.
+        weight = projection.weight.t() if isinstance(projection, Conv1D) else projection.weight
         y, *channels = _FusedQKVChannels.apply(
-            output.detach(), args[0], projection.weight, projection.bias
+            output.detach(), args[0], weight, projection.bias, k_index, v_index
         )
         _STASHED[attention_module] = tuple(channels)
         return y
 
-    return hook
+    return projection.register_forward_hook(hook)
+
+
+# Rotary position embeddings (cos, sin) handed to attention modules whose fused keys
+# reach the attention function without them (GPT-NeoX, Phi3), from a pre-hook.
+_ROTARY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stash_rotary(attention_module: nn.Module, args, kwargs):
+    _ROTARY[attention_module] = kwargs.get("position_embeddings")
+
+
+def rotate_keys(attention_module: nn.Module, keys: torch.Tensor) -> torch.Tensor:
+    """Keys (B, Hkv, T, hd) rotated as the module's own code rotates them (its modeling
+    file's apply_rotary_pos_emb, partial rotary included); unchanged without rotary."""
+    cos_sin = _ROTARY.get(attention_module)
+    if cos_sin is None:
+        return keys
+    apply_rotary = sys.modules[type(attention_module).__module__].apply_rotary_pos_emb
+    return apply_rotary(keys, keys, *cos_sin)[1]
+
+
+_FUSED_LINEAR = ("qkv_proj", "query_key_value")
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -143,6 +209,8 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
             module, "is_cross_attention", False
         ):
             found.append(module)
+        elif any(isinstance(getattr(module, n, None), nn.Linear) for n in _FUSED_LINEAR):
+            found.append(module)
     return found
 
 
@@ -151,31 +219,82 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
     modules = attention_modules(model)
     if not modules:
         raise UnsupportedModelError(
-            f"myopic mode 'residual' supports attention with k_proj/v_proj (Llama family) or "
-            f"c_attn (GPT-2); {type(model).__name__} has neither: use mode 'kv' instead"
+            f"myopic mode 'residual' supports attention with k_proj/v_proj (Llama family), "
+            f"c_attn (GPT-2), qkv_proj (Phi3) or query_key_value (GPT-NeoX); "
+            f"{type(model).__name__} has none of them: use 'kv'"
         )
+    for module in modules:
+        if hasattr(module, "k_proj") and (
+            not all(isinstance(p, nn.Linear) for p in (module.k_proj, module.v_proj))
+            or module.k_proj is module.v_proj
+        ):
+            raise UnsupportedModelError(
+                "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
+            )
+        if hasattr(module, "c_attn") and not isinstance(module.c_attn, Conv1D):
+            raise UnsupportedModelError(
+                "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
+            )
     handles = []
     for module in modules:
         if hasattr(module, "k_proj"):
-            projections = (module.k_proj, module.v_proj)
-            if (
-                not all(isinstance(p, nn.Linear) for p in projections)
-                or projections[0] is projections[1]
-            ):
-                raise UnsupportedModelError(
-                    "myopic mode 'residual' needs separate nn.Linear k_proj and v_proj: use 'kv'"
-                )
             handles.append(module.k_proj.register_forward_hook(_input_only_then_weight_only))
             handles.append(module.v_proj.register_forward_hook(_stash_value_channels(module)))
+            if isinstance(getattr(module, "k_norm", None), nn.Module):
+                handles += _split_key_norm(module.k_norm, module.k_proj.out_features)
             _LAYOUTS[module] = "heads"
         else:
-            if type(module.c_attn).__name__ != "Conv1D":
-                raise UnsupportedModelError(
-                    "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
-                )
-            handles.append(module.c_attn.register_forward_hook(_stash_fused_channels(module)))
+            handles.append(_stash_fused_channels(module))
+            handles.append(module.register_forward_pre_hook(_stash_rotary, with_kwargs=True))
             _LAYOUTS[module] = "fused"
     return handles
+
+
+def _head_axis(x: torch.Tensor, n_heads: int) -> int:
+    """The axis of the 2 * Hkv key heads in a per-head norm's input, a view of the key
+    projection's output (B, T, 2 * Hkv * hd) split into heads (and maybe transposed): the
+    axis of that size whose stride is one head."""
+    axes = [a for a in range(x.dim() - 1) if x.shape[a] == n_heads and x.stride(a) == x.shape[-1]]
+    if len(axes) != 1:
+        raise UnsupportedModelError(
+            "myopic mode 'residual' cannot find the key heads at the key norm: use 'kv'"
+        )
+    return axes[0]
+
+
+def _split_key_norm(norm: nn.Module, key_width: int) -> list[torch.utils.hooks.RemovableHandle]:
+    """Hooks on a key norm that follows the key projection (Qwen3 and Gemma3 per head, OLMo2
+    over the whole projection) so that it keeps the two channels apart: the input-only
+    copy through the norm with its weights detached (the own position's path into its
+    input, never the weights), the weight-only copy through the norm as it is. The norm's
+    own output, computed first, is replaced."""
+    whole_width = sum(p.numel() for p in norm.parameters()) == key_width
+    recomputing = False  # the recomputation calls the norm again: its hooks stand aside
+
+    def split_input(_norm, args):  # (B, T, 2 * D) -> (B, T, 2, D): normalised per channel
+        if whole_width and not recomputing:
+            return (args[0].unflatten(-1, (2, key_width)),)
+        return None
+
+    def recompute(_norm, args, output):
+        nonlocal recomputing
+        if recomputing:
+            return output
+        x = args[0]  # (B, T, 2, D) whole width; per head (B, T, 2 * Hkv, hd) or transposed
+        axis = -2 if whole_width else _head_axis(x, 2 * key_width // x.shape[-1])
+        x_input, x_weight = x.chunk(2, dim=axis)
+        detached = {name: p.detach() for name, p in norm.named_parameters()}
+        recomputing = True
+        try:
+            out = torch.cat([functional_call(norm, detached, (x_input,)), norm(x_weight)], axis)
+        finally:
+            recomputing = False
+        return out.flatten(-2) if whole_width else out
+
+    return [
+        norm.register_forward_pre_hook(split_input),
+        norm.register_forward_hook(recompute),
+    ]
 
 
 def remove(model: nn.Module, handles: list[torch.utils.hooks.RemovableHandle]) -> None:

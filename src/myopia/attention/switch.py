@@ -95,10 +95,12 @@ def set_myopic(model: nn.Module, mode: str | None, backend: str = "fast") -> Non
             model.set_attn_implementation(_ORIGINAL_IMPLEMENTATION.pop(model))
         return
     _check(mode, backend)
+    # Hooks first: a model residual mode refuses is left as it was.
+    hooks = residual_channels.install(model) if mode == "residual" else None
     if model not in _ORIGINAL_IMPLEMENTATION:
         _ORIGINAL_IMPLEMENTATION[model] = model.config._attn_implementation
-    if mode == "residual":
-        _HOOKS[model] = residual_channels.install(model)
+    if hooks is not None:
+        _HOOKS[model] = hooks
     model.set_attn_implementation(implementation_name(mode, backend))
     if model.config._attn_implementation != implementation_name(mode, backend):
         set_myopic(model, None)

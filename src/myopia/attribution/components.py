@@ -4,9 +4,10 @@ A component is one attention head of one layer (``"L3.H5"``) or the MLP of one l
 (``"L3.MLP"``). Their outputs are found on the model's own modules:
 
 - heads: the input of the attention output projection (``self_attn.o_proj`` in Llama-like
-  models, ``attn.c_proj`` in GPT-2), shape (B, T, H * hd), heads side by side. Head h's
-  contribution to the residual stream is ``W_O[:, h*hd:(h+1)*hd] @ z_h``, so editing the
-  slice ``z_h`` edits exactly that head's contribution and nothing else;
+  models, ``attn.c_proj`` in GPT-2, ``attention.dense`` in GPT-NeoX), shape (B, T, H * hd),
+  heads side by side. Head h's contribution to the residual stream is
+  ``W_O[:, h*hd:(h+1)*hd] @ z_h``, so editing the slice ``z_h`` edits exactly that head's
+  contribution and nothing else;
 - MLPs: the output of the layer's ``mlp`` module, shape (B, T, D), added to the residual.
 
 ``edit_outputs`` installs a forward pre-hook on each output projection and a forward hook
@@ -93,7 +94,11 @@ class LayerSite:
 
 def _layer_parts(layer: nn.Module) -> tuple[str, nn.Module, nn.Module] | None:
     """``(relative path of the output projection, it, the mlp)`` of a decoder layer."""
-    for attn_name, proj_name in (("self_attn", "o_proj"), ("attn", "c_proj")):
+    for attn_name, proj_name in (
+        ("self_attn", "o_proj"),
+        ("attn", "c_proj"),
+        ("attention", "dense"),
+    ):
         attn = getattr(layer, attn_name, None)
         proj = getattr(attn, proj_name, None) if attn is not None else None
         mlp = getattr(layer, "mlp", None)
@@ -126,8 +131,9 @@ def layer_sites(model: nn.Module) -> list[LayerSite]:
                 for i, (proj_path, proj, mlp) in enumerate(parts)
             ]
     raise UnsupportedModelError(
-        f"{type(model).__name__}: no decoder layers with self_attn.o_proj (Llama-like) or "
-        "attn.c_proj (GPT-2) and an mlp, so its heads and MLPs cannot be located"
+        f"{type(model).__name__}: no decoder layers with self_attn.o_proj (Llama-like), "
+        "attn.c_proj (GPT-2) or attention.dense (GPT-NeoX) and an mlp, so its heads and MLPs "
+        "cannot be located"
     )
 
 

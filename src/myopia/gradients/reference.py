@@ -11,15 +11,26 @@ with the model's ordinary attention (whatever implementation it is set to).
 - ``residual``: for target t, run the whole sequence with the input of every attention
   module at positions < t replaced by its (detached) value from an ordinary pass.
 - ``bigram``: for target t, run token t alone at position t: nothing else exists for it.
+
+``eager_reference_gradient`` is a second reference that shares no code with myopia's
+attention functions: every attention call is the model's own eager attention function
+(the one in its modeling file, where softcapping, sinks and the like are written out).
+In ``kv`` mode the sequence is cut after target t and the keys and values of positions
+< t are detached before that function sees them; ``residual`` and ``bigram`` run the
+definitions above with the model set to eager attention.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 from myopia.attention.residual_channels import attention_modules
 from myopia.gradients.loss import parameter_gradients, valid_targets
@@ -44,17 +55,29 @@ def reference_myopic_gradient(
     model: nn.Module, batch: Mapping[str, torch.Tensor], mode: str
 ) -> dict[str, torch.Tensor]:
     """The myopic gradient of the mean token loss by the literal definition of ``mode``."""
-    input_ids = batch["input_ids"]
-    attention_mask = batch.get("attention_mask")
+    return _per_target_gradient(model, batch, mode, kv_step=_kv_target_logits)
+
+
+def eager_reference_gradient(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], mode: str
+) -> dict[str, torch.Tensor]:
+    """The myopic gradient of the mean token loss by the definition of ``mode``, every
+    attention call made by the model's own eager attention function."""
+    with own_eager_attention(model, _PAST_DETACHED if mode == "kv" else _OWN_EAGER):
+        return _per_target_gradient(model, batch, mode, kv_step=_last_position_live_logits)
+
+
+def _per_target_gradient(model, batch, mode, kv_step) -> dict[str, torch.Tensor]:
+    """Sum over targets t of the gradient of the loss at t from the mode's target logits
+    (``kv_step``'s in kv mode), one backward pass per t, divided by the number of real
+    targets."""
+    input_ids, attention_mask = batch["input_ids"], batch.get("attention_mask")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    steps = {"kv": kv_step, "residual": _residual_target_logits, "bigram": _bigram_target_logits}
+    step = steps[mode]
     valid = valid_targets(input_ids, attention_mask)  # (B, T-1)
     grads = _zero_grads(model)
-    step = {
-        "kv": _kv_target_logits,
-        "residual": _residual_target_logits,
-        "bigram": _bigram_target_logits,
-    }[mode]
     saved = _attention_inputs(model, input_ids, attention_mask) if mode == "residual" else None
     for t in range(input_ids.shape[1] - 1):
         if not valid[:, t].any():
@@ -86,6 +109,65 @@ def _kv_target_logits(model, input_ids, attention_mask, t, _saved):
         position_ids=_positions(t, t + 1, input_ids),
         cache=cache,
         use_cache=cache is not None,
+    )
+    return out.logits[:, -1]
+
+
+def _own_eager(module, query, key, value, attention_mask, **kwargs):
+    """The attention function in the module's own modeling file. query: (B, H, T, hd)."""
+    own_eager = sys.modules[type(module).__module__].eager_attention_forward
+    return own_eager(module, query, key, value, attention_mask, **kwargs)
+
+
+def _past_detached_attention(module, query, key, value, attention_mask, **kwargs):
+    """The model's own eager attention, the keys and values of every position but the
+    last (the target) detached. key, value: (B, Hkv, T, hd)."""
+    key = torch.cat([key[:, :, :-1].detach(), key[:, :, -1:]], dim=2)
+    value = torch.cat([value[:, :, :-1].detach(), value[:, :, -1:]], dim=2)
+    return _own_eager(module, query, key, value, attention_mask, **kwargs)
+
+
+def _finite_eager_mask(*args, **kwargs):
+    """transformers' eager mask, except that a query with no allowed key (padding before
+    the first real token) may see its own key. Such a row feeds no real target, but as
+    the dtype's minimum plus a negative score it would be -inf everywhere, NaN after the
+    softmax, and NaN times a zero probability is NaN in every later row."""
+    mask = eager_mask(*args, **kwargs)  # (B, 1, Q, K): 0 allowed, dtype min elsewhere
+    if mask is None:
+        return None
+    blocked = (mask < 0).all(-1, keepdim=True)  # (B, 1, Q, 1)
+    q_len, k_len = mask.shape[-2:]
+    rows = torch.arange(q_len, device=mask.device)[:, None] + (k_len - q_len)
+    own = rows == torch.arange(k_len, device=mask.device)  # (Q, K)
+    return mask.masked_fill(blocked & own, 0.0)
+
+
+_OWN_EAGER = "myopia_reference_own_eager"
+_PAST_DETACHED = "myopia_reference_past_detached"
+for _name, _function in ((_OWN_EAGER, _own_eager), (_PAST_DETACHED, _past_detached_attention)):
+    AttentionInterface.register(_name, _function)
+    AttentionMaskInterface.register(_name, _finite_eager_mask)
+
+
+@contextmanager
+def own_eager_attention(model: nn.Module, name: str = _OWN_EAGER) -> Iterator[nn.Module]:
+    """The model runs its own eager attention function inside (finite on padding rows)."""
+    original = model.config._attn_implementation
+    model.set_attn_implementation(name)
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(original)
+
+
+def _last_position_live_logits(model, input_ids, attention_mask, t, _saved):
+    """Target t's logits from the sequence cut after t, run with _PAST_DETACHED attention
+    (positions < t feed target t only through their detached keys and values)."""
+    out = model(
+        input_ids=input_ids[:, : t + 1],
+        attention_mask=attention_mask[:, : t + 1],
+        position_ids=_positions(0, t + 1, input_ids),
+        use_cache=False,
     )
     return out.logits[:, -1]
 

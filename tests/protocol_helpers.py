@@ -8,6 +8,7 @@ section with a context that holds no model (nothing runs before ``measure``).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -33,6 +34,11 @@ def record_measure(monkeypatch, *targets: str) -> None:
     def recorder(model, tokenizer, config, *args, **kwargs):
         raise Recorded(config)
 
+    # Import every module first: one imported while another's ``measure`` is already
+    # replaced would bind the recorder under its own name for good (``from m import
+    # measure``), and monkeypatch would then "restore" the recorder there.
+    for target in targets:
+        importlib.import_module(target.rsplit(".", 1)[0])
     for target in targets:
         monkeypatch.setattr(target, recorder)
 

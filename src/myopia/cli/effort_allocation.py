@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import app, out_console
-from myopia.cli.training import BatchSize, Lr, Progress, RunSeed, Steps, WarmupSteps
+from myopia.cli.app import ProgressOption, app, out_console
+from myopia.cli.training import BatchSize, Lr, RunSeed, Steps, WarmupSteps
 
 
 @app.command("effort-allocation")
@@ -35,7 +35,7 @@ def effort_allocation(
     out: Annotated[
         Path, typer.Option(help="Folder for the loss-by-width plot and its JSON.")
     ] = Path("myopia-effort-allocation"),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """C3: held-out loss of the current and the later part, by width, normal vs myopic
     training paired by seed; the defaults are the report's full budget."""

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import app, out_console
-from myopia.cli.training import Lr, Progress, RunSeed, Seeds, Steps, WarmupSteps
+from myopia.cli.app import ProgressOption, app, out_console
+from myopia.cli.training import Lr, RunSeed, Seeds, Steps, WarmupSteps
 
 
 @app.command("myopic-action")
@@ -33,7 +33,7 @@ def myopic_action(
     out: Annotated[
         Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot.")
     ] = Path("myopia-myopic-action"),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """C2: train the choice task teacher-forced (normal, myopic) and on-policy and follow
     P(P1) at the choice; the defaults are the report's full budget."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import ModelOption, ProgressOption, SeedOption, TextOption, app, out_console
 
 train_app = typer.Typer(
     help="Train a model with the ordinary or a myopic gradient, on one task; checkpoints "
@@ -38,7 +38,6 @@ RunOut = Annotated[
     Path, typer.Option(help="Folder for checkpoint.pt, log.json and the loss curve.")
 ]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)]
-Progress = Annotated[bool, typer.Option(help="Show a progress bar on stderr.")]
 P = Annotated[
     float | None,
     typer.Option("--p", help="Probability that a target is the sum over earlier inputs."),
@@ -83,7 +82,7 @@ def train_text(
     out: RunOut = Path("myopia-train"),
     seed: SeedOption = 0,
     resume: Resume = False,
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Next-token training on natural text; runs under torchrun with DistributedDataParallel."""
     from myopia.training import TrainConfig, train
@@ -134,7 +133,7 @@ def train_precaching(
     out: RunOut = Path("myopia-train"),
     checkpoint_every: CheckpointEvery = 200,
     resume: Resume = False,
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """One run of C1a's synthetic pre-caching task (continuous inputs, Huber loss); the
     defaults are one run of the report's full budget at p = 1."""
@@ -180,7 +179,7 @@ def train_effort(
     out: RunOut = Path("myopia-train"),
     checkpoint_every: CheckpointEvery = 200,
     resume: Resume = False,
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """One run of C3's effort-allocation task (a hard current target and a later one that
     needs pre-computation); the defaults are one run of the report's full budget."""
@@ -224,7 +223,7 @@ def train_choice(
     out: Annotated[
         Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot.")
     ] = Path("myopia-train"),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """One run of C2's P0/P1 choice task (seconds; no checkpoint); the defaults are one run
     of the report's full budget."""
@@ -267,7 +266,7 @@ def train_induction(
     out: Annotated[Path, typer.Option(help="Folder for log.json and the loss curve.")] = Path(
         "myopia-train"
     ),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """A 2-layer attention-only model on repeated random segments, where induction heads
     form (C4's small model)."""
@@ -335,7 +334,7 @@ def gap_precaching(
     out: Annotated[
         Path, typer.Option(help="Folder for the JSON, the plots and the runs (which resume).")
     ] = Path("myopia-gap"),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the
     report's full budget."""
@@ -398,7 +397,7 @@ def gap_text(
     out: Annotated[
         Path, typer.Option(help="Folder for the JSON, the plot and the runs (which resume).")
     ] = Path("myopia-gap"),
-    progress: Progress = True,
+    progress: ProgressOption = True,
 ) -> None:
     """C1a on natural text: a fresh model's myopia gap, with loss by position; the defaults
     are the report's full budget."""

@@ -20,6 +20,7 @@ import myopia.training.text_gap as text_gap
 from myopia.cli import app
 from myopia.errors import MyopiaError
 from myopia.report.context import ReportConfig, ReportContext
+from protocol_helpers import Recorded
 from test_cli import myopia
 
 
@@ -34,14 +35,13 @@ def train(task: str, out, *args: str):
 # --- one measurement, one configuration ------------------------------------------------------
 
 
-class Recorded(Exception):
-    """Raised by a stand-in ``measure`` once it has the configuration it was called with."""
-
-
 def recorder(calls: list):
+    """A stand-in for a training measurement's ``measure(config, ...)`` (these take no
+    model: each run builds its own), recording ``config`` and stopping there."""
+
     def measure(config, *args, **kwargs):
         calls.append(config)
-        raise Recorded
+        raise Recorded(config)
 
     return measure
 

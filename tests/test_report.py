@@ -30,7 +30,7 @@ def test_claims_table_has_every_claim_with_its_rule():
     assert all(c.claim and c.measurement and c.rule for c in claims)
     # Version 2's control column is its own field, not glued to the rule.
     assert claims[0].rule.startswith("supported if") and "|" not in claims[0].rule
-    assert claims[0].control.startswith("the pre-caching task with no lagged term")
+    assert claims[0].control_rule.startswith("the pre-caching task with no lagged term")
     assert "95% CI above 0 across ≥ 3 seeds" in claims[0].rule
     assert set(seed_sentences()) <= set(ids)  # every quote belongs to a claim
 
@@ -42,7 +42,7 @@ def test_claims_table_columns_are_found_by_name():
     )
     [claim] = parse_claims_table(version_1, {"C1": "seed"})
     assert claim.rule == "supported if |a - b| > 0"  # a "|" in the last column is kept
-    assert (claim.control, claim.seed_sentence) == ("", "seed")
+    assert (claim.control_rule, claim.seed_sentence) == ("", "seed")
     with pytest.raises(MyopiaError, match="no verdict rule column"):
         parse_claims_table("| id | claim | measurement |\n| C1 | x | y |\n")
 
@@ -114,10 +114,11 @@ def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
         }
         recomputed = rule(measured)
         assert claim["verdict"] == recomputed.value, claim_id
+        assert claim["control"] == recomputed.to_dict()["control"], claim_id
         assert claim_id == "C4" or recomputed.value != "not run", claim_id
     for claim in all_claims():
         assert claim.rule in html_module.unescape(html)
-        assert claim.control in html_module.unescape(html)
+        assert claim.control_rule in html_module.unescape(html)
 
 
 @pytest.fixture()
@@ -150,7 +151,7 @@ def test_a_new_claim_needs_a_table_row_and_one_module(tmp_path, isolated_registr
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["claims"][-1]["id"] == "C99"  # after the table's last row, as written
     c99 = saved["claims"][-1]
-    assert (c99["claim"], c99["control"], c99["rule"]) == (
+    assert (c99["claim"], c99["control_rule"], c99["rule"]) == (
         "a planted claim",
         "a planted control",
         "planted rule",

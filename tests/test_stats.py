@@ -166,3 +166,15 @@ def test_cluster_bootstrap_is_wider_than_treating_clustered_items_as_independent
     assert clustered.width > 2 * independent.width  # ~sqrt(10) wider: 20 units, not 200
     lone = cluster_bootstrap_mean([1.0, 0.0], ["a", "a"])
     assert lone.mean == 0.5 and lone.low == -np.inf and lone.high == np.inf
+
+
+def test_n_for_half_width_gives_the_width_it_promises():
+    from myopia.stats import mean_ci, n_for_half_width
+
+    rng = np.random.default_rng(1)
+    n = n_for_half_width(pilot_sd=1.0, half_width=0.25)
+    assert 60 < n < 70  # 1.96² / 0.25² ≈ 61.5, plus the t quantile's excess
+    widths = [mean_ci(rng.normal(0, 1, n)).width / 2 for _ in range(400)]
+    assert abs(np.median(widths) - 0.25) < 0.02  # the planned half-width, at the pilot sd
+    assert n_for_half_width(1.0, 0.25, minimum=100) == 100
+    assert n_for_half_width(0.0, 0.1) == 2

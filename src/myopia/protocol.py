@@ -57,6 +57,11 @@ class MeasurementResult(Protocol):
 
 ConfigT = TypeVar("ConfigT")
 
+# CLAIMS.md version 2, rule 3: the seed of the report's verdicts. No design decision may be
+# taken on it; design work uses other (pilot) seeds. Every measurement's full preset uses it,
+# so that a command run with its defaults is the run whose verdict the report reads.
+VERDICT_SEED = 20261201
+
 
 def preset(config_class: type[ConfigT], quick: bool) -> ConfigT:
     """The report's preset of ``config_class``: ``quick()`` or ``full()``."""

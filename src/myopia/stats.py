@@ -36,7 +36,14 @@ from scipy import stats as _scipy_stats
 
 ArrayLike = Sequence[float] | np.ndarray
 
-__all__ = ["Interval", "bootstrap_ci", "cluster_bootstrap_mean", "mean_ci", "paired_difference_ci"]
+__all__ = [
+    "Interval",
+    "bootstrap_ci",
+    "cluster_bootstrap_mean",
+    "mean_ci",
+    "n_for_half_width",
+    "paired_difference_ci",
+]
 
 
 @dataclass(frozen=True)
@@ -201,3 +208,28 @@ def cluster_bootstrap_mean(
     alpha = (1 - level) / 2
     low, high = np.quantile(replicates, [alpha, 1 - alpha])
     return Interval(estimate, float(low), float(high), int(x.size), level)
+
+
+def n_for_half_width(
+    pilot_sd: float, half_width: float, level: float = 0.95, minimum: int = 2, maximum: int = 10_000
+) -> int:
+    """The smallest sample size whose Student's t interval for a mean has half-width at
+    most ``half_width``, for independent draws with standard deviation ``pilot_sd``.
+
+    This is the power argument CLAIMS.md v2 asks every budget to carry: measure the spread
+    on pilot seeds, decide how narrow the verdict's CI must be (e.g. half the distance
+    from the expected effect to the threshold, or the half-width of an equivalence band),
+    and take this n, never fewer than ``minimum``. ``maximum`` caps it so that a nonsense
+    pilot (a huge spread) errs loudly instead of planning a year-long run.
+    """
+    _check_level(level)
+    if not (pilot_sd >= 0 and half_width > 0):
+        raise ValueError(f"need pilot_sd >= 0 and half_width > 0, got {pilot_sd}, {half_width}")
+    quantile = (1.0 + level) / 2.0
+    for n in range(max(minimum, 2), maximum + 1):
+        t = float(_scipy_stats.t.ppf(quantile, df=n - 1))
+        if t * pilot_sd / math.sqrt(n) <= half_width:
+            return n
+    raise ValueError(
+        f"a CI half-width of {half_width:g} needs more than {maximum} draws at sd {pilot_sd:g}"
+    )

@@ -41,10 +41,13 @@ TextOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option(help="Random seed: text sampling and any randomness.")]
 # The seed of a command whose defaults are a measurement's full preset: None keeps the
-# preset's seed (the report's default, 0).
+# preset's seed (the report's verdict seed).
 PresetSeedOption = Annotated[
     int | None,
-    typer.Option(help="Random seed: text sampling and any randomness (default 0, the report's)."),
+    typer.Option(
+        help="Random seed: text sampling and any randomness (default 20261201, the report's "
+        "verdict seed)."
+    ),
 ]
 
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr.")]

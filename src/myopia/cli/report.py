@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import ModelOption, TextOption, app, out_console
 from myopia.errors import MyopiaError
+from myopia.protocol import VERDICT_SEED
 
 
 @app.command()
@@ -21,7 +22,13 @@ def report(
     quick: Annotated[
         bool, typer.Option(help="Smallest honest budget per section (smoke runs, under 4 minutes).")
     ] = False,
-    seed: SeedOption = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Random seed of every draw. The default, 20261201, is CLAIMS.md's verdict "
+            "seed; another seed reruns the same design on fresh draws."
+        ),
+    ] = VERDICT_SEED,
     text: TextOption = None,
     only: Annotated[
         list[str] | None,
@@ -43,9 +50,13 @@ def report(
         show_progress=progress,
     )
     results = run_report(config)
-    table = Table("claim", "verdict", "why", title=f"myopia report ({results['duration_s']} s)")
+    table = Table(
+        "claim", "verdict", "control", "why", title=f"myopia report ({results['duration_s']} s)"
+    )
     for claim in results["claims"]:
-        table.add_row(claim["id"], claim["verdict"], claim["reason"])
+        control = claim["control"]
+        passed = "—" if control is None else ("passed" if control["passed"] else "failed")
+        table.add_row(claim["id"], claim["verdict"], passed, claim["reason"])
     out_console.print(table)
     out_console.print(f"report: {out / 'index.html'}")
     failed = [s["key"] for c in results["claims"] for s in c["sections"] if s["status"] == "failed"]

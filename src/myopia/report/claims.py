@@ -22,7 +22,7 @@ COLUMNS = {
     "id": "id",
     "claim": "claim",
     "measurement": "measurement",
-    "control": "control",
+    "control": "control_rule",
     "verdict rule": "rule",
 }
 REQUIRED_COLUMNS = ("id", "claim", "measurement", "verdict rule")
@@ -34,7 +34,9 @@ class Claim:
     claim: str
     measurement: str
     rule: str
-    control: str = ""  # the control that must hold, or the verdict is inconclusive
+    # The control CLAIMS.md designs (must hold, or the verdict is inconclusive); what it
+    # gave in a run is the verdict's ``control`` in results.json.
+    control_rule: str = ""
     seed_sentence: str = ""
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 import myopia.io
 from myopia.io import atomic_write_bytes, atomic_write_json, atomic_write_text, save_figure
-from myopia.stats import mean_ci
+from myopia.stats import Interval, mean_ci
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -76,7 +76,10 @@ def test_json_converts_numpy_torch_dataclasses_paths(tmp_path):
     assert loaded["bf16"] == [0.5]
     assert loaded["result"] == {"name": "run", "losses": [0.25, 0.5], "path": "out/r.json"}
     assert loaded["interval"] == mean_ci([1.0, 2.0, 3.0]).to_dict()
-    assert loaded["single"]["high"] == math.inf
+    # JSON has no infinity: an unbounded end is null, and reads back as the interval.
+    assert loaded["single"]["high"] is None and "Infinity" not in raw
+    assert Interval.from_dict(loaded["single"]) == mean_ci([1.0])
+    assert math.isinf(Interval.from_dict(loaded["single"]).low)
 
 
 def test_failed_json_leaves_previous_file_and_no_temp(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import math
 import os
 import sys
 import uuid
@@ -100,16 +101,31 @@ def _to_json(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _strict(obj: Any) -> Any:
+    """``obj`` as plain JSON values, with every non-finite float replaced by ``None``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _strict(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(value) for value in obj]
+    if obj is None or isinstance(obj, str | int | bool):
+        return obj
+    return _strict(_to_json(obj))
+
+
 def atomic_write_json(path: PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON (key order kept) to ``path`` atomically.
 
     Converts numpy scalars and arrays, torch tensors, dataclass instances and paths to
     plain JSON. Non-ASCII text is written as UTF-8, not ``\\u`` escapes. Non-finite
-    floats use Python's ``NaN``/``Infinity`` extension so they read back unchanged with
-    ``json.load``. The whole document is serialised before the file is touched: an
-    unserialisable object raises ``TypeError`` and leaves any existing file as it was.
+    floats (the unbounded interval of a single sample, a NaN loss) are written as
+    ``null``: Python's ``NaN``/``Infinity`` extension is not JSON, and ``JSON.parse`` and
+    most other readers reject it (``Interval.from_dict`` reads the nulls back). The whole
+    document is serialised before the file is touched: an unserialisable object raises
+    ``TypeError`` and leaves any existing file as it was.
     """
-    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False, default=_to_json)
+    text = json.dumps(_strict(obj), indent=2, ensure_ascii=False, allow_nan=False)
     return atomic_write_text(path, text + "\n")
 
 

@@ -84,12 +84,32 @@ class Interval:
 
     def text(self, spec: str = "+.3f") -> str:
         """The estimate and interval in words for reports: ``+0.435 (95% CI [+0.257, +0.613])``;
-        ``spec`` is the format of each number."""
+        ``spec`` is the format of each number. An unbounded interval (one sample) says so."""
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return f"{self.mean:{spec}} (n = {self.n}: too few for a {self.level:.0%} CI)"
         return f"{self.mean:{spec}} ({self.level:.0%} CI [{self.low:{spec}}, {self.high:{spec}}])"
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Interval:
+        """The interval ``to_dict`` gave, also as read back from a JSON file, where an
+        unbounded end was written as ``null`` (JSON has no infinity)."""
+
+        def number(key: str, missing: float) -> float:
+            value = data[key]
+            return missing if value is None else float(value)
+
+        return cls(
+            mean=number("mean", math.nan),
+            low=number("low", -math.inf),
+            high=number("high", math.inf),
+            n=int(data["n"]),
+            level=float(data["level"]),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON reports. Infinite bounds stay ``float('inf')``; Python's
-        ``json`` writes and reads them back as ``Infinity``."""
+        """Plain dict for JSON reports. Infinite bounds stay ``float('inf')`` here;
+        ``myopia.io.atomic_write_json`` writes them as ``null``, which ``from_dict`` reads
+        back."""
         return asdict(self)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+import typer
+
 from myopia.cli.app import app, err_console
 from myopia.errors import MyopiaError
 from myopia.loom.cli import loom_command  # no torch, no web server: --help stays fast
@@ -31,10 +33,35 @@ app.command("loom")(loom_command)
 importlib.import_module("myopia.cli.models")
 
 
-def main() -> None:
-    """Entry point: user mistakes become one line on stderr and exit status 2."""
+# The exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: user mistakes become one line on stderr and exit status 2.
+
+    Typer runs without its standalone mode so that a bad option value (click's usage
+    errors) prints as one ``error:`` line like every other user mistake, instead of a
+    boxed panel, and Ctrl-C says that it interrupted instead of printing a blank line.
+    """
     try:
-        app()
+        code = app(args=args, standalone_mode=False)
     except MyopiaError as error:
-        err_console.print(f"error: {error}", highlight=False, soft_wrap=True)
+        _fail(str(error), 2)
+    except typer.Abort:  # end of input at a prompt
+        code = INTERRUPTED
+    except typer.TyperException as error:  # click's usage errors: a bad option or command
+        message = error.format_message()
+        if message:  # (a group run without a subcommand has printed its help already)
+            context = getattr(error, "ctx", None)
+            command = context.command_path if context is not None else "myopia"
+            _fail(f"{message} (see '{command} --help')", 2)
         sys.exit(2)
+    if code == INTERRUPTED:
+        _fail("interrupted; nothing half-written was kept (writes are atomic)", INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, status: int) -> None:
+    err_console.print(f"error: {message}", highlight=False, soft_wrap=True)
+    sys.exit(status)

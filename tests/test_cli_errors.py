@@ -1,0 +1,74 @@
+"""User mistakes on the command line: one ``error:`` line on stderr, exit status 2, before
+any work; Ctrl-C says it interrupted (issue 19)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from myopia.cli import INTERRUPTED, main
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("gradient-split", "--seed", "-5"), "--seed"),
+        (("report", "--seed", "99999999999999999999"), "--seed"),
+        (("gradient-split", "--seed", "abc"), "--seed"),
+        (("report", "--only"), "--only"),
+        (("no-such-command",), "no-such-command"),
+    ],
+)
+def test_a_bad_option_is_one_line_naming_it(capsys, args, named):
+    status, out, err = run_main(capsys, *args)
+    assert status == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+    assert "--help" in lines[0]  # and says where to look
+
+
+def test_a_group_without_subcommand_prints_its_help(capsys):
+    status, out, err = run_main(capsys, "train")
+    assert status == 2 and "text" in out and "precaching" in out and err == ""
+
+
+def test_help_still_exits_zero(capsys):
+    status, out, _ = run_main(capsys, "report", "--help")
+    assert status == 0 and "--seed" in out
+
+
+def test_ctrl_c_says_interrupted(tmp_path):
+    # A real training run, interrupted the way a terminal does it once its work has begun
+    # (its first checkpoint is written), must say so in one line and exit 130.
+    out = tmp_path / "run"
+    text = tmp_path / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 400)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "myopia.cli", "train", "text", "--model",
+         "fresh-gpt2:d_model=16,n_layers=1,n_heads=2,d_mlp=32", "--text", str(text),
+         "--seq-len", "16", "--batch-size", "2", "--steps", "1000000",
+         "--checkpoint-every", "1", "--eval-every", "1000000", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == INTERRUPTED, err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted"), err
+    assert "Traceback" not in err

@@ -38,6 +38,14 @@ def test_a_bad_option_is_one_line_naming_it(capsys, args, named):
     assert "--help" in lines[0]  # and says where to look
 
 
+def test_report_refuses_an_out_that_is_a_file_before_any_work(capsys, tmp_path):
+    taken = tmp_path / "results"
+    taken.write_text("an earlier result")
+    status, out, err = run_main(capsys, "report", "--quick", "--only", "C1b", "--out", str(taken))
+    assert status == 2 and err.count("\n") == 1 and "--out" in err and "is a file" in err
+    assert taken.read_text() == "an earlier result"
+
+
 def test_a_group_without_subcommand_prints_its_help(capsys):
     status, out, err = run_main(capsys, "train")
     assert status == 2 and "text" in out and "precaching" in out and err == ""

@@ -34,6 +34,7 @@ PACKAGE_LAYERS = {
             "progress",
             "probes",
             "protocol",
+            "checks",
         ],
         CORE,
     ),

@@ -65,7 +65,7 @@ def test_a_bad_line_is_named_with_its_number(tmp_path, line, says):
 
 
 def test_missing_and_empty_files_say_what_to_give(tmp_path):
-    with pytest.raises(MyopiaError, match="no such file"):
+    with pytest.raises(MyopiaError, match="does not exist"):
         read_records(tmp_path / "nope.jsonl", Example)
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(MyopiaError, match="no records"):

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from myopia.checks import output_folder
 from myopia.cli.app import SEED_RANGE, ModelOption, TextOption, app, out_console
 from myopia.errors import MyopiaError
 from myopia.protocol import VERDICT_SEED
@@ -43,7 +44,7 @@ def report(
 
     config = ReportConfig(
         model=model,
-        out=out,
+        out=output_folder(out, "--out"),
         quick=quick,
         seed=seed,
         text=text,

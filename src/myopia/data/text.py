@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from myopia.errors import CorruptFileError, MyopiaError
+from myopia.checks import input_file, read_utf8
+from myopia.errors import MyopiaError
 from myopia.installed import installed_files
 
 __all__ = [
@@ -63,28 +64,9 @@ class Document:
 
 
 def _read_text(path: Path, name: str) -> Document:
-    """Read one UTF-8 file, failing with a one-line message that names it.
-
-    A leading byte-order mark is dropped and Windows line endings become ``\\n``, so the
-    same text gives the same tokens whichever editor saved it. NUL bytes mark a binary
-    file even though they are valid UTF-8.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise MyopiaError(f"cannot read text file {path}: {err.strerror or err}") from err
-    if b"\x00" in raw:
-        raise CorruptFileError(
-            f"{path} looks binary (it contains NUL bytes): give a UTF-8 text file"
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise CorruptFileError(
-            f"{path} is not UTF-8 text (undecodable byte at offset {err.start}): "
-            "give a UTF-8 text file"
-        ) from err
-    text = text.replace("\r\n", "\n")
+    """Read one UTF-8 file (``checks.read_utf8``), failing with a one-line message that
+    names it; an empty file is refused too."""
+    text = read_utf8(path, "--text", "UTF-8 text file")
     if not text.strip():
         raise MyopiaError(f"text file {path} is empty")
     return Document(name=name, text=text)
@@ -151,6 +133,7 @@ def corpus_files(source: str | Path | None = None) -> list[tuple[str, Path]]:
         return [(p.relative_to(path).as_posix(), p) for p in files]
     if path.is_file():
         return [(path.name, path)]
+    input_file(path, "--text", "text file or a folder")  # says what it is instead
     raise MyopiaError(f"text source {path} does not exist: give a text file or a folder")
 
 

@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
+from myopia.checks import read_utf8
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_text
 
@@ -96,21 +97,19 @@ def require_text(record: object, *names: str) -> None:
 
 def read_records(path: str | Path, record_type: type[R]) -> list[R]:
     """Every record of a JSONL file (blank lines skipped); a bad line stops with its number."""
-    path = Path(path)
-    if not path.is_file():
-        raise MyopiaError(f"{path}: no such file; give a JSONL file with one record per line")
-    with path.open(encoding="utf-8") as lines:
-        return parse_records(lines, str(path), record_type)
+    text = read_utf8(Path(path), "--data", "JSONL file with one record per line")
+    return parse_records(text.splitlines(), str(path), record_type)
 
 
 def parse_records(lines: Iterable[str], name: str, record_type: type[R]) -> list[R]:
     """The records of JSONL ``lines``; ``name`` (a file) starts every error message."""
     records = []
+    first_line_of_id: dict[str, int] = {}  # records are referred to by id: ids are unique
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            records.append(record_from_dict(json.loads(line), record_type))
+            record = record_from_dict(json.loads(line), record_type)
         except json.JSONDecodeError as error:
             raise MyopiaError(f"{name} line {number}: not valid JSON ({error.msg})") from None
         except (ValueError, TypeError) as error:
@@ -118,6 +117,15 @@ def parse_records(lines: Iterable[str], name: str, record_type: type[R]) -> list
                 f"{name} line {number}: {error}; see the {record_type.__name__} schema "
                 "in the documentation"
             ) from None
+        record_id = getattr(record, "id", None)
+        if record_id is not None:
+            if record_id in first_line_of_id:
+                raise MyopiaError(
+                    f"{name} line {number}: duplicate id {record_id!r} (first on line "
+                    f"{first_line_of_id[record_id]}); give every record its own id"
+                )
+            first_line_of_id[record_id] = number
+        records.append(record)
     if not records:
         raise MyopiaError(f"{name}: no records; give one JSON object per line")
     return records

@@ -466,3 +466,36 @@ def test_smollm2_killed_build_leaves_no_entry(tmp_path):
     load_model("smollm2", cache_dir=tmp_path)
     assert [p.name for p in entry.parent.iterdir()] == [entry.name]  # the litter is gone
     smollm2.check_cache_entry(entry)
+
+
+@pytest.mark.parametrize(
+    ("spec", "named"),
+    [
+        ("fresh-llama:d_model=0", "d_model=0"),
+        ("fresh-llama:n_heads=0", "n_heads=0"),
+        ("fresh-llama:d_model=-8", "d_model=-8"),
+        ("fresh-llama:vocab_size=0", "vocab_size=0"),
+        ("fresh-gpt2:n_layers=0", "n_layers=0"),
+        ("fresh-llama:max_positions=0", "max_positions=0"),
+        ("fresh-llama:vocab_size=10", "byte tokenizer"),  # text would index past it
+        ("fresh-llama:seed=-1", "seed=-1"),
+    ],
+)
+def test_fresh_model_sizes_out_of_range_are_one_line(spec, named):
+    with pytest.raises(MyopiaError) as err:
+        load_model(spec)
+    assert named in assert_one_line(err)
+
+
+@pytest.mark.parametrize("spec", ["fresh-gpt2:d_model=16,n_heads=2", "fresh-llama:d_model=16"])
+def test_seq_len_beyond_the_context_is_refused_in_one_line(spec):
+    from myopia.models.loading import check_seq_len, context_length
+
+    model, _ = load_model(spec)
+    assert context_length(model) == 512  # fresh models' max_positions
+    assert check_seq_len(model, 512) == 512
+    with pytest.raises(MyopiaError) as err:
+        check_seq_len(model, 1000)
+    assert "--seq-len 1000" in assert_one_line(err) and "512" in str(err.value)
+    with pytest.raises(MyopiaError, match="at least 2"):
+        check_seq_len(model, 1)

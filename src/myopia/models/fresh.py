@@ -45,6 +45,12 @@ class FreshModelConfig:
                 f"unknown architecture {self.architecture!r}: "
                 f"choose one of {', '.join(ARCHITECTURES)}"
             )
+        sizes = ("d_model", "n_layers", "n_heads", "d_mlp", "vocab_size", "max_positions")
+        for name in sizes + (("n_kv_heads",) if self.n_kv_heads is not None else ()):
+            if getattr(self, name) < 1:
+                raise MyopiaError(f"{name}={getattr(self, name)} must be at least 1")
+        if not 0 <= self.seed < 2**32:
+            raise MyopiaError(f"seed={self.seed} must be in [0, 2**32)")
         if self.n_kv_heads is None:
             halve = self.architecture == "llama" and self.n_heads % 2 == 0
             self.n_kv_heads = self.n_heads // 2 if halve else self.n_heads

@@ -73,6 +73,7 @@ _TOKENIZER_FILES = (
     "spiece.model",
 )
 _BYTE_VOCAB = 384  # ByT5Tokenizer().vocab_size + its 125 extra ids, as fresh models use
+_BYTE_TOKENIZER_IDS = 259  # 3 special tokens + 256 bytes: the ids text can produce
 
 Loaded = tuple[PreTrainedModel, PreTrainedTokenizerBase]
 
@@ -118,6 +119,27 @@ def load_model(
     raise ModelNotFoundError(f"unknown model {spec!r}: use {ACCEPTED_FORMS}")
 
 
+def context_length(model: PreTrainedModel) -> int | None:
+    """The most positions the model was built for (``max_position_embeddings``; GPT-2's
+    ``n_positions`` under that name), or None where the config does not say."""
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+def check_seq_len(model: PreTrainedModel, seq_len: int, option: str = "--seq-len") -> int:
+    """``seq_len`` if the model can take sequences that long; else one line naming
+    ``option``. Learned positions would index past their table, rotary ones would run
+    silently beyond what the model was trained on: both are refused before any work."""
+    if seq_len < 2:
+        raise MyopiaError(f"{option} {seq_len}: sequences need at least 2 tokens")
+    context = context_length(model)
+    if context is not None and seq_len > context:
+        raise MyopiaError(
+            f"{option} {seq_len} exceeds the model's context of {context} tokens; "
+            f"give at most {context}"
+        )
+    return seq_len
+
+
 def describe_model(model: PreTrainedModel) -> dict[str, Any]:
     """Shape of ``model`` in myopia's words, for the CLI and reports.
 
@@ -158,10 +180,16 @@ def _parse_fresh(text: str) -> FreshModelConfig:
             raise ModelNotFoundError(f"option {key!r} given twice in {text!r}")
         options[key] = value
     try:
-        return FreshModelConfig.from_options(architecture, options)
+        config = FreshModelConfig.from_options(architecture, options)
     except MyopiaError as err:
         # Same message, with the spec it came from and the type callers expect for a spec.
         raise ModelNotFoundError(f"bad model spec {text!r}: {one_line(err)}") from None
+    if config.vocab_size < _BYTE_TOKENIZER_IDS:
+        raise ModelNotFoundError(
+            f"bad model spec {text!r}: vocab_size={config.vocab_size} is smaller than the "
+            f"byte tokenizer's {_BYTE_TOKENIZER_IDS} ids; leave it out or give at least that"
+        )
+    return config
 
 
 def _load_fresh(config: FreshModelConfig, dtype: torch.dtype) -> Loaded:

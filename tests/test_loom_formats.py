@@ -192,6 +192,10 @@ def test_cli_imports_and_exports_without_serving(tmp_path):
     missing = myopia_loom("absent.sqlite", "--export-json", "x.json", cwd=tmp_path)
     assert missing.returncode == 2 and "no loom file absent.sqlite" in missing.stderr
     assert not (tmp_path / "absent.sqlite").exists()
+    (tmp_path / "bad.json").write_text('{"hello": 1}')
+    bad = myopia_loom("fresh.sqlite", "--import-json", "bad.json", cwd=tmp_path)
+    assert bad.returncode == 2 and "not a loom tree" in bad.stderr
+    assert not list(tmp_path.glob("fresh.sqlite*"))  # a failed import creates no tree file
 
 
 # ------------------------------------------------------------- depth and validation

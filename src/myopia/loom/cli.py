@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from myopia.checks import output_file
 from myopia.errors import MyopiaError
 
 if TYPE_CHECKING:  # the generation modules import torch: not for `myopia --help`
@@ -61,9 +62,15 @@ def run_loom(
 
     if export_json is not None and import_json is None and not file.exists():
         raise MyopiaError(f"no loom file {file} to export")
+    # Everything the user named is checked before the loom file is opened (and so
+    # created): a bad import must not leave an empty tree behind.
+    tree = formats.read_tree_file(import_json) if import_json is not None else None
+    if export_json is not None:
+        output_file(export_json, "--export-json")
+    output_file(file, "FILE")
     with LoomStore(file) as store:
-        if import_json is not None:
-            formats.import_json_file(store, import_json)
+        if tree is not None:
+            store.load(tree)
             print(f"imported {import_json} into {file}")
         if export_json is not None:
             formats.export_json_file(store, export_json, export_format)

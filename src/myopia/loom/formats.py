@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from myopia.checks import input_file
 from myopia.errors import CorruptFileError, MyopiaError
 from myopia.io import atomic_write_text
 from myopia.loom import jsontext
@@ -492,16 +493,19 @@ def export_tree(store: LoomStore, fmt: str = "myopia") -> dict[str, Any]:
     return export_own(tree) if fmt == "myopia" else export_socketteer(tree)
 
 
-def import_json_file(store: LoomStore, path: str | Path) -> TreeData:
-    """Fill the (empty) ``store`` from the JSON file at ``path``, of either format."""
-    path = Path(path)
+def read_tree_file(path: str | Path) -> TreeData:
+    """The tree in the JSON file at ``path``, of either format, checked field by field."""
+    path = input_file(Path(path), "--import-json", "JSON file")
     try:
         data = jsontext.loads(path.read_bytes())
-    except FileNotFoundError as err:
-        raise MyopiaError(f"no file {path} to import") from err
     except ValueError as err:
         raise CorruptFileError(f"{path} is not JSON ({err})") from err
-    tree = read_tree(data)
+    return read_tree(data)
+
+
+def import_json_file(store: LoomStore, path: str | Path) -> TreeData:
+    """Fill the (empty) ``store`` from the JSON file at ``path``, of either format."""
+    tree = read_tree_file(path)
     store.load(tree)
     return tree
 

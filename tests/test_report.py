@@ -10,6 +10,7 @@ import torch
 
 from myopia.errors import MyopiaError
 from myopia.faithfulness.records import table_sha256
+from myopia.io import json_values
 from myopia.report import claims as claims_module
 from myopia.report import registry
 from myopia.report.claims import all_claims, parse_claims_table, seed_sentences
@@ -80,7 +81,7 @@ SECTION_FIELDS = ("summary", "numbers", "rows", "plots", "notes", "budget", "sta
 def test_quick_report_on_a_tiny_model(tmp_path, isolated_registry):
     results = run_report(ReportConfig(model=TINY, out=tmp_path, quick=True, show_progress=False))
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["claims"] == json.loads(json.dumps(results["claims"], default=str))
+    assert saved["claims"] == json.loads(json.dumps(json_values(results["claims"])))
     html = (tmp_path / "index.html").read_text()
     claims = {c["id"]: c for c in saved["claims"]}
     assert list(claims) == [c.id for c in all_claims()]  # every row of the table, in order

@@ -101,17 +101,17 @@ def _to_json(obj: Any) -> Any:
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
-def _strict(obj: Any) -> Any:
+def json_values(obj: Any) -> Any:
     """``obj`` as plain JSON values, with every non-finite float replaced by ``None``."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {key: _strict(value) for key, value in obj.items()}
+        return {key: json_values(value) for key, value in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_strict(value) for value in obj]
+        return [json_values(value) for value in obj]
     if obj is None or isinstance(obj, str | int | bool):
         return obj
-    return _strict(_to_json(obj))
+    return json_values(_to_json(obj))
 
 
 def atomic_write_json(path: PathLike, obj: Any) -> Path:
@@ -125,7 +125,7 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
     document is serialised before the file is touched: an unserialisable object raises
     ``TypeError`` and leaves any existing file as it was.
     """
-    text = json.dumps(_strict(obj), indent=2, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(json_values(obj), indent=2, ensure_ascii=False, allow_nan=False)
     return atomic_write_text(path, text + "\n")
 
 

@@ -37,6 +37,14 @@ def report(
         typer.Option(help="Run only these sections or claims (e.g. --only C1b); repeatable."),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars on stderr.")] = True,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            help="Recompute every section. Without it, sections that an earlier run into the "
+            "same --out finished with the same seed, budget, model, text and code are reused "
+            "(a killed report resumes where it stopped)."
+        ),
+    ] = False,
 ) -> None:
     """Run every claim of CLAIMS.md on a model and write one HTML report."""
     from myopia.report.context import ReportConfig
@@ -50,6 +58,7 @@ def report(
         text=text,
         only=tuple(only or ()),
         show_progress=progress,
+        fresh=fresh,
     )
     results = run_report(config)
     table = Table(
@@ -60,6 +69,11 @@ def report(
         passed = "—" if control is None else ("passed" if control["passed"] else "failed")
         table.add_row(claim["id"], claim["verdict"], passed, claim["reason"])
     out_console.print(table)
+    if results["reused_sections"]:
+        out_console.print(
+            f"reused from an earlier run: {', '.join(results['reused_sections'])} "
+            "(--fresh recomputes them)"
+        )
     out_console.print(f"report: {out / 'index.html'}")
     failed = [s["key"] for c in results["claims"] for s in c["sections"] if s["status"] == "failed"]
     if failed:

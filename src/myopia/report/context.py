@@ -20,6 +20,7 @@ class ReportConfig:
     seed: int = VERDICT_SEED  # CLAIMS.md's verdict seed; other seeds rerun the design
     text: Path | None = None  # natural text; None: the default corpus (Shakespeare)
     only: tuple[str, ...] = ()  # section keys or claim ids to run; empty: all
+    fresh: bool = False  # recompute sections an earlier run into ``out`` finished
     show_progress: bool = True
 
 

@@ -16,7 +16,7 @@ from myopia.errors import MyopiaError
 from myopia.faithfulness.records import table_sha256
 from myopia.io import atomic_write_json, atomic_write_text
 from myopia.models.loading import describe_model, load_model
-from myopia.report import registry
+from myopia.report import finished, registry
 from myopia.report.claims import all_claims
 from myopia.report.context import ReportConfig, ReportContext
 from myopia.report.html import render_report
@@ -130,10 +130,29 @@ def run_report(config: ReportConfig) -> dict:
         ctx.documents()
     config.out.mkdir(parents=True, exist_ok=True)
 
+    data_sha256 = _data_sha256(config)
+    reused: list[str] = []
+
+    def finished_or_run(section: registry.Section) -> registry.SectionResult:
+        key = finished.section_key(
+            section.key,
+            seed=config.seed,
+            quick=config.quick,
+            model=config.model,
+            text=data_sha256["text"],
+        )
+        result = None if config.fresh else finished.load_finished(config.out, key)
+        if result is not None:
+            reused.append(section.key)
+            return result
+        result = _run_section(section, ctx)
+        finished.store_finished(config.out, key, result)
+        return result
+
     claims = []
     for claim in all_claims():
         sections = [s for s in registry.sections_for(claim.id) if _selected(s, config.only)]
-        results = {s.key: _run_section(s, ctx) for s in sections}
+        results = {s.key: finished_or_run(s) for s in sections}
         verdict = _claim_verdict(claim.id, results)
         claims.append(
             {
@@ -163,7 +182,9 @@ def run_report(config: ReportConfig) -> dict:
             "gpus": [torch.cuda.get_device_name(i) for i in _gpus()],
             "threads": torch.get_num_threads(),
         },
-        "data_sha256": _data_sha256(config),
+        "data_sha256": data_sha256,
+        # Sections finished by an earlier run of the same command, reused (see finished.py).
+        "reused_sections": reused,
         "claims": claims,
     }
     atomic_write_json(config.out / "results.json", output)

@@ -209,3 +209,36 @@ def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
     for name, tensor in single.state_dict().items():
         # Same arithmetic but for the order of the gradient sums: equal to float rounding.
         torch.testing.assert_close(distributed[name], tensor, rtol=1e-4, atol=1e-6)
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_finite_checkpoint(text, tmp_path):
+    from myopia.training.fit import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged) as error:
+        run = config(text, tmp_path, steps=60, lr=1e4, warmup_steps=0, checkpoint_every=1)
+        train(run, show_progress=False)
+    message = str(error.value)
+    assert "\n" not in message and "diverged at step" in message and "--lr" in message
+    assert "keeps the last finite weights" in message
+    state = load_checkpoint(tmp_path / "checkpoint.pt")  # saved every step until then
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "option"),
+    [
+        ({"lr": -1.0}, "--lr"),
+        ({"lr": float("nan")}, "--lr"),
+        ({"lr": float("inf")}, "--lr"),
+        ({"weight_decay": -5.0}, "--weight-decay"),
+        ({"warmup_steps": -1}, "--warmup-steps"),
+        ({"steps": 0}, "--steps"),
+    ],
+)
+def test_optimisation_settings_out_of_range_name_their_option(overrides, option):
+    from myopia.training.fit import Optimisation
+
+    settings = {"steps": 10, "lr": 1e-3, "warmup_steps": 0, **overrides}
+    with pytest.raises(MyopiaError) as error:
+        Optimisation(**settings)
+    assert str(error.value).startswith(option) and "\n" not in str(error.value)

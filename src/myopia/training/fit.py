@@ -13,8 +13,8 @@ The order of work in a step is fixed, and every task's random numbers are drawn 
 its ``loss`` (and its ``evaluate`` hook), so a task consumes random numbers in the same
 order whatever else the loop does:
 
-    loss(step) → zero_grad → backward → optimizer.step → scheduler.step → evaluate(entry)
-    → checkpoint → progress
+    loss(step) → zero_grad → backward → (stop if the loss is not finite) → optimizer.step
+    → scheduler.step → evaluate(entry) → checkpoint → progress
 
 >>> optimisation = Optimisation(steps=100, lr=1e-3, warmup_steps=10)
 >>> log = fit(model, lambda step: model_loss(batches(step)), optimisation,  # doctest: +SKIP
@@ -23,6 +23,7 @@ order whatever else the loop does:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -64,6 +65,24 @@ class Optimisation:
     schedule: str = "cosine"
     floor: float = 0.1
     weight_decay: float = 0.0
+
+    def __post_init__(self):
+        # Named as the training commands' options, which fill these fields one to one.
+        if self.steps < 1:
+            raise MyopiaError(f"--steps {self.steps}: train for at least 1 step")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MyopiaError(f"--lr {self.lr}: the learning rate must be a positive number")
+        # A warmup longer than the run is allowed (a short smoke run never reaches the
+        # peak rate); a negative one is not.
+        if self.warmup_steps < 0:
+            raise MyopiaError(f"--warmup-steps {self.warmup_steps}: must be 0 or more")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise MyopiaError(f"--weight-decay {self.weight_decay}: must be 0 or more")
+
+
+class TrainingDiverged(MyopiaError):
+    """The loss or the weights stopped being finite numbers: the run stops, keeping the
+    last checkpoint whose weights were finite."""
 
 
 @dataclass(frozen=True)
@@ -168,7 +187,19 @@ def fit(
             generator.set_state(saved)
         start, log = state["step"], state["log"]
 
+    def diverged(step: int, what: str) -> TrainingDiverged:
+        kept = (
+            f"the checkpoint {checkpoint.path} keeps the last finite weights"
+            if checkpoint is not None and Path(checkpoint.path).exists()
+            else "nothing was saved"
+        )
+        return TrainingDiverged(
+            f"{label} diverged at step {step} ({what}): lower --lr or raise --warmup-steps; {kept}"
+        )
+
     def save(step: int) -> None:
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise diverged(step, "the weights are no longer finite")
         state = {
             "step": step,
             "settings": checkpoint.settings,
@@ -193,14 +224,17 @@ def fit(
             value = loss(step)
             optimizer.zero_grad(set_to_none=True)
             value.backward()
-            optimizer.step()
             if world > 1:  # log the global batch's loss, not this process's share
                 value = value.detach().clone()
                 dist.all_reduce(value)
                 value /= world
+            train_loss = value.item()  # the same on every process, so all stop together
+            if not math.isfinite(train_loss):
+                raise diverged(step + 1, f"loss {train_loss}")
+            optimizer.step()
             entry = {
                 "step": step + 1,
-                "train_loss": value.item(),
+                "train_loss": train_loss,
                 "lr": scheduler.get_last_lr()[0],
                 "seconds": time.perf_counter() - began,
             }

@@ -242,3 +242,33 @@ def test_optimisation_settings_out_of_range_name_their_option(overrides, option)
     with pytest.raises(MyopiaError) as error:
         Optimisation(**settings)
     assert str(error.value).startswith(option) and "\n" not in str(error.value)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_trains(text, tmp_path):
+    arguments = train_arguments(text, tmp_path, steps=1_000_000, checkpoint_every=1_000_000)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "myopia.cli", *arguments],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / ".train.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the lock file exists just before it is locked
+        with pytest.raises(MyopiaError, match="another training run is writing into"):
+            train(config(text, tmp_path, steps=5), show_progress=False)
+    finally:
+        first.kill()
+        first.wait()
+    # The kernel lets go of a killed run's lock: the folder is usable again at once.
+    train(config(text, tmp_path, steps=3, checkpoint_every=1), show_progress=False)
+
+
+def test_resume_refuses_a_text_whose_contents_changed(text, tmp_path):
+    changed = tmp_path / "text.txt"
+    changed.write_text(text.read_text())
+    train(config(changed, tmp_path / "run", steps=5), show_progress=False)
+    changed.write_text(text.read_text().replace("fox", "cat"))
+    with pytest.raises(MyopiaError, match="text_sha256"):
+        train(config(changed, tmp_path / "run", steps=10), resume=True, show_progress=False)

@@ -27,7 +27,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +109,32 @@ def claim_run_folder(out: Path, resume: bool) -> Path:
         )
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     return checkpoint
+
+
+@contextmanager
+def _only_writer(checkpoint: Path):
+    """Hold an exclusive lock on ``checkpoint``'s folder for the run: a second run into the
+    same folder is refused in one line instead of both reporting success while one
+    overwrites the other. The lock is the kernel's (``flock``), so it goes with the
+    process however it ends: a killed run never leaves a stale lock behind."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        yield
+        return
+    lock_path = Path(checkpoint).parent / ".train.lock"
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise MyopiaError(
+                f"another training run is writing into {lock_path.parent}: wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -215,7 +241,9 @@ def fit(
     mode = None if gradient == "normal" else gradient
     own_bar = not isinstance(progress, Bar)
     bar = Bar(optimisation.steps, label, start, enabled=progress) if own_bar else progress
+    writer = checkpoint is not None and rank == 0
     with (
+        _only_writer(checkpoint.path) if writer else nullcontext(),
         myopic(attention or model, mode) if mode else nullcontext(),
         bar if own_bar else nullcontext(),
     ):

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from myopia.data.text import load_corpus, token_windows
+from myopia.data.text import corpus_sha256, load_corpus, token_windows
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import mean_token_loss
 from myopia.io import atomic_write_json
@@ -133,10 +133,14 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
             entry["eval_loss"] = evaluate(model, eval_windows, config.batch_size)
 
     # What the weights depend on: a checkpoint of other settings is not continued.
+    # The text by its contents, not its path: an edited file is other training data.
     settings = {
-        k: v
-        for k, v in config.to_dict().items()
-        if k not in ("out", "eval_every", "checkpoint_every")
+        **{
+            k: v
+            for k, v in config.to_dict().items()
+            if k not in ("out", "eval_every", "checkpoint_every")
+        },
+        "text_sha256": corpus_sha256(config.text),
     }
     log = fit(
         model,

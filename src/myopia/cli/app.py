@@ -8,6 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from myopia.checks import input_file, output_file, output_folder
+
 app = typer.Typer(
     help="myopia: measure what autoregressive transformers compute for the future.\n\n"
     "Models (--model): 'smollm2' (the embedded default, SmolLM2-135M-Instruct), "
@@ -56,6 +58,24 @@ PresetSeedOption = Annotated[
 ]
 
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr.")]
+
+
+# Parse-time checks for the paths commands write to or read from: given as an option's
+# ``callback``, a bad path is refused with one line before the model loads or any work
+# starts, instead of a traceback after the work is done.
+# The check's MyopiaError goes up to ``main`` like any other user mistake: one line.
+def _checked(check, what: str):
+    def callback(context: typer.Context, parameter: typer.CallbackParam, value):
+        if value is None or context.resilient_parsing:
+            return value
+        return check(value, parameter.opts[0] if parameter.opts else what)
+
+    return callback
+
+
+out_folder = _checked(output_folder, "--out")
+out_file = _checked(output_file, "--save-data")
+in_file = _checked(input_file, "--data")
 
 
 def print_written(files: list[Path]) -> None:

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.checks import output_folder
-from myopia.cli.app import SEED_RANGE, ModelOption, TextOption, app, out_console
+from myopia.cli.app import SEED_RANGE, ModelOption, TextOption, app, out_console, out_folder
 from myopia.errors import MyopiaError
 from myopia.protocol import VERDICT_SEED
 
@@ -18,7 +17,8 @@ from myopia.protocol import VERDICT_SEED
 def report(
     model: ModelOption = "smollm2",
     out: Annotated[
-        Path, typer.Option(help="Folder for index.html, results.json and plots.")
+        Path,
+        typer.Option(help="Folder for index.html, results.json and plots.", callback=out_folder),
     ] = Path("myopia-report"),
     quick: Annotated[
         bool, typer.Option(help="Smallest honest budget per section (smoke runs, under 4 minutes).")
@@ -52,7 +52,7 @@ def report(
 
     config = ReportConfig(
         model=model,
-        out=output_folder(out, "--out"),
+        out=out,
         quick=quick,
         seed=seed,
         text=text,

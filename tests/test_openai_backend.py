@@ -61,6 +61,42 @@ def test_the_client_over_the_server_gives_what_the_engine_gives(engine, settings
     assert all(t.chosen.token_id is None for c in remote for t in c.tokens)
 
 
+def test_streaming_gives_each_token_as_it_comes_and_the_same_continuations(engine):
+    settings = SamplingSettings(max_new_tokens=8, temperature=1.0, seed=3)
+    seen: list[tuple[int, str]] = []
+    with serving(engine) as server:
+        client = OpenAIBackend(server.base_url, model="tiny")
+        whole = client.complete(PROMPT, settings, 2, 3)
+        streamed = client.complete_streaming(
+            PROMPT, settings, 2, 3, lambda row, token: seen.append((row, token.chosen.text)) or True
+        )
+    assert without_ids(streamed) == without_ids(whole)
+    for row, continuation in enumerate(whole):  # every token, in order, for its row
+        expected = [t.chosen.text for t in continuation.tokens]
+        assert [text for r, text in seen if r == row] == expected
+
+
+def test_a_cancelled_stream_keeps_the_tokens_it_had(engine):
+    settings = SamplingSettings(max_new_tokens=10)
+    with serving(engine) as server:
+        client = OpenAIBackend(server.base_url, model="tiny")
+        [whole] = client.complete(PROMPT, settings)
+        count = []
+        [cut] = client.complete_streaming(
+            PROMPT, settings, 1, 2, lambda row, token: count.append(1) or len(count) < 4
+        )
+        [again] = client.complete(PROMPT, settings)  # the server is fine after a hang-up
+    assert len(cut.tokens) == 4 and cut.finish_reason == "length"
+    assert cut.text == "".join(t.chosen.text for t in whole.tokens[:4])
+    assert without_ids([again]) == without_ids([whole])
+
+
+def test_the_loom_streams_through_the_openai_backend():
+    from myopia.loom.weave import StreamingBackend
+
+    assert isinstance(OpenAIBackend("http://127.0.0.1:9/v1", model="m"), StreamingBackend)
+
+
 def test_stop_strings_and_end_of_text_survive_the_round_trip(engine):
     [full] = engine.complete(PROMPT, SamplingSettings(max_new_tokens=12))
     stop = full.text[5:7]

@@ -16,7 +16,8 @@ Answers follow the protocol: ``choices[i]`` with ``text``, ``finish_reason`` (``
 or ``"length"``), vLLM's ``stop_reason`` (a stop string, or null at end of text; with
 several stop strings it names the first given, as the backend does not record which
 matched) and ``logprobs`` (``tokens``, ``token_logprobs``, ``top_logprobs``,
-``text_offset``) when ``logprobs`` was asked for. Errors are
+``text_offset``) when ``logprobs`` was asked for; with ``"stream": true`` the same answer
+comes as server-sent events, a chunk per token. Errors are
 ``{"error": {"message", "type"}}`` with a 4xx status for a bad request.
 """
 
@@ -222,6 +223,26 @@ def completion_response(
     }
 
 
+def stream_chunks(response: dict) -> Iterator[dict]:
+    """The answer ``completion_response`` gave, as the chunks of a streamed answer
+    (``"stream": true``): one per token and choice, then one per choice with its finish
+    reason, as vLLM and OpenAI send them."""
+    for choice in response["choices"]:
+        logprobs = choice["logprobs"]
+        pieces = logprobs["tokens"] if logprobs else ([choice["text"]] if choice["text"] else [])
+        for position, piece in enumerate(pieces):
+            part = {"index": choice["index"], "text": piece, "finish_reason": None}
+            if logprobs:
+                part["logprobs"] = {
+                    key: logprobs[key][position : position + 1]
+                    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+                }
+            yield {**response, "choices": [part]}
+    for choice in response["choices"]:
+        last = {k: choice[k] for k in ("index", "finish_reason", "stop_reason")}
+        yield {**response, "choices": [{**last, "text": "", "logprobs": None}]}
+
+
 class CompletionsServer(ThreadingHTTPServer):
     """An HTTP server holding the backend it serves and the name clients must ask for."""
 
@@ -255,6 +276,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_stream(self, answer: dict) -> None:
+        """Server-sent events, one ``data:`` line per chunk, then ``data: [DONE]``; a
+        client that hangs up midway (a cancelled generation) ends the stream."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.end_headers()
+        try:
+            for chunk in stream_chunks(answer):
+                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
     def _send_error(self, status: int, message: str) -> None:
         kind = "invalid_request_error" if status < 500 else "server_error"
         self._send(status, {"error": {"message": message, "type": kind, "code": status}})
@@ -270,7 +307,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if self.path.rstrip("/") != "/v1/completions":
                 raise RequestError(404, f"no such path {self.path}; try POST /v1/completions")
-            self._send(200, self._complete(self._body()))
+            body = self._body()
+            answer = self._complete(body)
+            if body.get("stream") is True:
+                self._send_stream(answer)
+            else:
+                self._send(200, answer)
         except RequestError as error:
             self._send_error(error.status, str(error))
         except MyopiaError as error:  # e.g. a prompt too long for the model

@@ -35,6 +35,8 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from myopia.errors import MyopiaError
@@ -163,7 +165,10 @@ class OpenAIBackend:
         self.timeout = timeout
         self.name = f"openai:{self.base_url} {model}"
 
-    def _post(self, path: str, body: dict) -> Any:
+    @contextmanager
+    def _opened(self, path: str, body: dict) -> Iterator[Any]:
+        """The server's HTTP response to ``body`` posted at ``path``, open for reading;
+        every way a request can fail becomes one line naming the server."""
         url = f"{self.base_url}{path}"
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -173,7 +178,7 @@ class OpenAIBackend:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
+                yield response
         except urllib.error.HTTPError as error:
             hint = "; does the base URL end in /v1?" if error.code == 404 else ""
             raise MyopiaError(
@@ -191,12 +196,50 @@ class OpenAIBackend:
                 f"cannot reach the completions server at {url} ({_one_line(reason)}); "
                 "is it running, and is the URL right?"
             ) from None
+
+    def _post(self, path: str, body: dict) -> Any:
+        url = f"{self.base_url}{path}"
+        with self._opened(path, body) as response:
+            raw = response.read()
         try:
             return json.loads(raw)
         except ValueError:
             raise MyopiaError(
                 f"the completions server at {url} did not answer with JSON: "
                 f"{_one_line(raw.decode('utf-8', errors='replace'))}"
+            ) from None
+
+    def complete_streaming(
+        self,
+        prompt: str,
+        settings: SamplingSettings,
+        n: int,
+        alternatives: int,
+        on_token: Callable[[int, GeneratedToken], bool],
+    ) -> list[Continuation]:
+        """``complete`` with ``"stream": true``: ``on_token(row, token)`` sees each token
+        as the server sends it; when it returns False the connection is closed and every
+        row keeps the tokens it had (finish reason "length"). The continuations returned
+        are built from all chunks exactly as ``complete`` builds them from one answer."""
+        settings.check()
+        if n < 1:
+            raise MyopiaError(f"n must be at least 1, not {n}")
+        body = {**completion_request(self.model, prompt, settings, n, alternatives), "stream": True}
+        parts: dict[int, list[dict]] = {index: [] for index in range(n)}
+        try:
+            with self._opened("/completions", body) as response:
+                for chunk in _events(response):
+                    for choice in chunk["choices"]:
+                        parts[choice.get("index", 0)].append(choice)
+                        for token in _tokens(choice.get("logprobs"), choice.get("text", "")):
+                            if not on_token(choice.get("index", 0), token):
+                                return _joined(parts, settings, stopped=True)
+            return _joined(parts, settings, stopped=False)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            what = f"no field {error}" if isinstance(error, KeyError) else str(error)
+            raise MyopiaError(
+                f"malformed streamed answer from the completions server at {self.base_url}: "
+                f"{_one_line(what)}"
             ) from None
 
     def complete(
@@ -216,3 +259,37 @@ class OpenAIBackend:
                 f"malformed answer from the completions server at {self.base_url}: "
                 f"{_one_line(what)}"
             ) from None
+
+
+def _events(response) -> Iterator[dict]:
+    """The JSON chunks of a server-sent-events answer, up to ``data: [DONE]``."""
+    for raw in response:
+        line = raw.decode("utf-8").strip()
+        if not line.startswith("data:"):
+            continue  # blank separators, comments and other SSE fields
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            return
+        yield json.loads(data)
+
+
+def _joined(parts: dict[int, list[dict]], settings: SamplingSettings, stopped: bool):
+    """The continuations of the streamed chunks of each choice, merged into the shape of
+    one non-streamed answer (so that ``parse_completions`` reads both the same way)."""
+    choices = []
+    for index, chunks in sorted(parts.items()):
+        logprobs: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": []}
+        for chunk in chunks:
+            for key in logprobs:
+                logprobs[key] += (chunk.get("logprobs") or {}).get(key) or []
+        finished = [c for c in chunks if c.get("finish_reason")]
+        choice = {
+            "index": index,
+            "text": "".join(c.get("text") or "" for c in chunks),
+            "logprobs": logprobs if logprobs["tokens"] else None,
+            "finish_reason": "length" if stopped or not finished else finished[-1]["finish_reason"],
+        }
+        if finished and "stop_reason" in finished[-1] and not stopped:
+            choice["stop_reason"] = finished[-1]["stop_reason"]
+        choices.append(choice)
+    return parse_completions({"choices": choices}, settings, len(choices))

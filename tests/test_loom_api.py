@@ -548,3 +548,32 @@ def test_features_through_the_api(client):
     assert client.get(f"/api/nodes/{a['id']}").status_code == 404
     changes = client.get("/api/changes", params={"since": 0}).json()
     assert a["id"] in changes["removed"] and b["id"] in changes["changed"]
+
+
+def test_a_hand_written_branch_is_scored_by_the_model(store):
+    # A person's branch beside a generated one: the model reads it, token by token, and
+    # its total equals the slow reference of the continuation scores (one plain pass).
+    import torch
+
+    from myopia.faithfulness.continuation_scores import score_continuations_reference
+    from myopia.generation import LocalEngine
+    from myopia.models.loading import load_model
+
+    torch.manual_seed(0)
+    model, tokenizer = load_model("fresh-llama:d_model=32,n_layers=2,n_heads=4")
+    client = TestClient(create_app(store, LocalEngine(model, tokenizer, name="t")))
+    root = start_tree(client, "The cat")
+    [made] = generate(client, root["id"], root["version"], n=1)
+    written = " sat on the mat."
+    typed = client.post(f"/api/nodes/{root['id']}/children", json={"text": written, "version": 2})
+    assert typed.status_code == 201, typed.text
+    compared = client.get(f"/api/nodes/{made['id']}/compare").json()
+    by_source = {b["tokens_from"]: b for b in compared["branches"]}
+    assert set(by_source) == {"generated", "scored"}
+    scored = by_source["scored"]
+    assert "".join(t["text"] for t in scored["tokens"]) == written
+    [reference] = score_continuations_reference(model, tokenizer, "The cat", [written])
+    assert scored["logprob"] == pytest.approx(reference, abs=1e-4)
+    # A backend that cannot score leaves a written branch unscored, as before.
+    demo = TestClient(create_app(store, DemoBackend())).get(f"/api/nodes/{made['id']}/compare")
+    assert {b["tokens_from"] for b in demo.json()["branches"]} == {"generated", "none"}

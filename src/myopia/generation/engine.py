@@ -29,9 +29,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
+from myopia.errors import MyopiaError
 from myopia.generation.decode import DecodeOptions, end_of_text_ids, generate_ids, prompt_ids
+from myopia.generation.detokenize import InPlaceDecoder
 from myopia.generation.settings import SamplingSettings
-from myopia.generation.types import Continuation, GeneratedToken
+from myopia.generation.types import Continuation, GeneratedToken, TokenChoice
 
 
 class LocalEngine:
@@ -72,6 +76,35 @@ class LocalEngine:
             end_ids=self.end_ids,
             on_token=on_token,
         )[0]
+
+    def score(self, prompt: str, text: str) -> tuple[TokenChoice, ...]:
+        """The model's log-probability of each token of ``text`` after ``prompt``, read in
+        one teacher-forced pass: what the model thinks of text it did not choose (a
+        branch written or edited by hand). ``text`` is tokenised on its own and follows
+        the prompt's ids, as generated tokens do; the tokens' texts are decoded in place."""
+        context = prompt_ids(self.tokenizer, prompt)
+        own = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not own:
+            return ()
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit is not None and len(context) + len(own) > limit:
+            raise MyopiaError(
+                f"the branch has {len(context) + len(own)} tokens, more than the model's "
+                f"context of {limit}: it cannot be scored"
+            )
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([context + own], device=device)  # (1, T)
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids).logits[0, len(context) - 1 : -1].float()  # (t, V)
+        targets = torch.tensor(own, device=device)[:, None]  # (t, 1)
+        logprobs = logits.log_softmax(-1).gather(-1, targets).squeeze(-1).tolist()
+        decoder = InPlaceDecoder(self.tokenizer, context)
+        pieces = [decoder.push(token_id) for token_id in own]
+        pieces[-1] += decoder.flush()
+        return tuple(
+            TokenChoice(text=piece, logprob=logprob, token_id=token_id)
+            for piece, logprob, token_id in zip(pieces, logprobs, own, strict=True)
+        )
 
     def complete_many(
         self,

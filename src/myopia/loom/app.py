@@ -351,7 +351,7 @@ def create_app(
 
     @app.get("/api/nodes/{node_id}/compare", summary="Sibling branches with token probabilities")
     def compare(node_id: str) -> dict[str, Any]:
-        return weave.compare_siblings(store, node_id)
+        return weave.compare_siblings(store, node_id, backend)
 
     @app.get("/api/nodes/{node_id}/branch.txt", summary="The branch's text, root to this node")
     def branch_text(node_id: str) -> Response:

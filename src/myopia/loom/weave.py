@@ -255,30 +255,56 @@ def branch_from_alternative(
     return branch, generate_children(store, backend, branch.id, branch.version, then)
 
 
-def compare_siblings(store: LoomStore, node_id: str) -> dict[str, Any]:
+@runtime_checkable
+class ScoringBackend(Protocol):
+    """A backend that can say what its model thinks of a text it did not choose."""
+
+    def score(self, prompt: str, text: str) -> tuple[TokenChoice, ...]: ...
+
+
+def _tokens_of(store: LoomStore, node: Node, backend: Backend | None) -> tuple[list, str]:
+    """``node``'s tokens with their log-probabilities, and where they come from: as
+    generated ("generated"), read by the model when a person wrote or edited the text
+    ("scored"), or none ("none": a backend that cannot score, an empty text)."""
+    if node.tokens and "".join(t["text"] for t in node.tokens) == node.text:
+        return [{"text": t["text"], "logprob": t["logprob"]} for t in node.tokens], "generated"
+    if node.parent is None or not node.text or not isinstance(backend, ScoringBackend):
+        return [], "none"
+    with _backend_lock:
+        try:
+            choices = backend.score(store.branch_text(node.parent), node.text)
+        except MyopiaError as err:
+            raise GenerationFailedError(f"the backend {backend.name} failed: {err}") from err
+    return [{"text": c.text, "logprob": c.logprob} for c in choices], "scored"
+
+
+def compare_siblings(
+    store: LoomStore, node_id: str, backend: Backend | None = None
+) -> dict[str, Any]:
     """``node_id`` and its siblings (the branches from their parent), side by side: each
     with its tokens and the log-probability the model gave its text, token by token
     (the sum is the log-probability of the whole branch from the parent on; the mean
-    compares branches of different lengths). A node edited by hand has no tokens and no
-    score: the model never chose its text."""
+    compares branches of different lengths). A branch written or edited by hand is read
+    by ``backend``'s model where it can score text (``tokens_from``: "scored"), so that
+    hand-written and generated branches compare on the same scale; otherwise it has no
+    score ("none")."""
     node = store.get(node_id)
     siblings = store.children(node.parent) if node.parent is not None else [node]
     branches = []
     for sibling in siblings:
         if sibling.hidden and sibling.id != node_id:
             continue
-        scored = bool(sibling.tokens) and "".join(t["text"] for t in sibling.tokens) == sibling.text
-        total = sum(t["logprob"] for t in sibling.tokens) if scored else None
+        tokens, source = _tokens_of(store, sibling, backend)
+        total = sum(t["logprob"] for t in tokens) if tokens else None
         branches.append(
             {
                 "id": sibling.id,
                 "text": sibling.text,
                 "author": sibling.author,
-                "tokens": [{"text": t["text"], "logprob": t["logprob"]} for t in sibling.tokens]
-                if scored
-                else [],
+                "tokens": tokens,
+                "tokens_from": source,
                 "logprob": total,
-                "mean_logprob": total / len(sibling.tokens) if scored else None,
+                "mean_logprob": total / len(tokens) if tokens else None,
             }
         )
     ranked = sorted((b for b in branches if b["logprob"] is not None), key=lambda b: -b["logprob"])

@@ -699,8 +699,9 @@ function renderCompare() {
       head.type = "button";
       head.className = "compare-head";
       head.textContent = b.logprob === null
-        ? "not scored (written or edited by hand)"
+        ? "not scored (written by hand; this backend cannot score text)"
         : `log p = ${b.logprob.toFixed(2)} (${b.mean_logprob.toFixed(2)} per token)` +
+          (b.tokens_from === "scored" ? " · written by hand, read by the model" : "") +
           (b.id === data.likeliest ? " · likeliest" : "");
       head.addEventListener("click", () => setFocus(b.id));
       const body = document.createElement("div");

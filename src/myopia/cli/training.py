@@ -54,7 +54,26 @@ ContinuousGradient = Annotated[
 # --- myopia train ------------------------------------------------------------------------
 
 
-@train_app.command("text")
+# Paragraphs on one line each: Typer keeps single line breaks of a command's help.
+TRAIN_TEXT_HELP = (
+    "Next-token training on natural text, with the ordinary or a myopic gradient.\n\n"
+    "Several GPUs: launch the same command with torchrun. --batch-size is the global "
+    "batch, split over the processes, and the weights reached are those of one process "
+    "(up to the order of float sums). --parallel ddp keeps a whole model on each GPU; "
+    "--parallel fsdp shards it (FSDP2) for a model that does not fit one GPU. Every "
+    "--gradient works under both.\n\n"
+    "A myopic vs normal pair of Pythia-160M-shaped models on 8 GPUs (same --seed, "
+    "same batches):\n\n"
+    "torchrun --nproc_per_node 8 -m myopia.cli train text --text corpus/ "
+    "--model fresh-llama:d_model=768,n_layers=12,n_heads=12,d_mlp=3072 "
+    "--seq-len 2048 --batch-size 64 --steps 20000 --lr 6e-4 --warmup-steps 200 "
+    "--parallel fsdp --gradient normal --out runs/normal\n\n"
+    "and the same with --gradient kv --out runs/kv. --resume continues a run under "
+    "either --parallel, or on one process."
+)
+
+
+@train_app.command("text", help=TRAIN_TEXT_HELP)
 def train_text(
     model: ModelOption = "fresh-llama",
     text: TextOption = None,
@@ -82,9 +101,17 @@ def train_text(
     out: RunOut = Path("myopia-train"),
     seed: SeedOption = 0,
     resume: Resume = False,
+    parallel: Annotated[
+        str,
+        typer.Option(
+            help="Under torchrun: ddp (a whole model per GPU, gradients averaged) or fsdp "
+            "(parameters, gradients and optimizer state sharded over the GPUs with FSDP2, "
+            "for a model that does not fit one). Ignored on one process."
+        ),
+    ] = "ddp",
     progress: ProgressOption = True,
 ) -> None:
-    """Next-token training on natural text; runs under torchrun with DistributedDataParallel."""
+    """Next-token training on natural text (help: TRAIN_TEXT_HELP)."""
     from myopia.training import TrainConfig, train
 
     config = TrainConfig(
@@ -103,6 +130,7 @@ def train_text(
         eval_batches=eval_batches,
         checkpoint_every=checkpoint_every,
         out=out,
+        parallel=parallel,
     )
     result = train(config, resume=resume, show_progress=progress)
     if result.rank == 0:

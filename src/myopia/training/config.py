@@ -11,6 +11,7 @@ from myopia.errors import MyopiaError
 # definition; "bigram": the transformer-bigram model (each position attends to itself).
 GRADIENT_MODES = ("normal", "kv", "residual", "bigram")
 SCHEDULES = ("cosine", "constant")
+PARALLEL = ("ddp", "fsdp")  # under torchrun: whole copies, or sharded (FSDP2)
 
 
 @dataclass
@@ -30,12 +31,19 @@ class TrainConfig:
     eval_batches: int = 4
     checkpoint_every: int = 50  # steps between checkpoints (and at the last step)
     out: Path = Path("myopia-train")
+    # Under torchrun: ddp (a whole copy per process) or fsdp (sharded, FSDP2). Not a
+    # setting the weights depend on: a checkpoint continues under either, or neither.
+    parallel: str = "ddp"
 
     def __post_init__(self):
         if self.gradient not in GRADIENT_MODES:
             raise MyopiaError(
                 f"unknown gradient mode {self.gradient!r}: choose one of "
                 f"{', '.join(GRADIENT_MODES)}"
+            )
+        if self.parallel not in PARALLEL:
+            raise MyopiaError(
+                f"unknown parallel {self.parallel!r}: choose one of {', '.join(PARALLEL)}"
             )
         if self.schedule not in SCHEDULES:
             raise MyopiaError(

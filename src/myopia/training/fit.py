@@ -39,6 +39,7 @@ from myopia.attention import myopic
 from myopia.errors import MyopiaError
 from myopia.progress import Bar
 from myopia.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from myopia.training.parallel import all_finite, full_state, is_sharded, load_full_state
 from myopia.training.schedule import adamw_with_schedule
 
 CHECKPOINT = "checkpoint.pt"
@@ -174,8 +175,9 @@ def fit(
     The log holds one entry per step: ``step`` (1-based), ``train_loss``, ``lr`` (the rate
     that step used) and ``seconds``; ``evaluate(entry)``, called after each optimizer step,
     adds what it measures to the entry. Under torchrun (a process group initialised by the
-    caller, ``loss`` computed through a DistributedDataParallel wrapper), the logged loss
-    is the mean over processes and only rank 0 writes checkpoints.
+    caller, ``loss`` computed through a DistributedDataParallel wrapper or ``model``
+    sharded with FSDP2; see ``myopia.training.parallel``), the logged loss is the mean
+    over processes and only rank 0 writes checkpoints, which hold the full weights.
 
     ``gradient``: ``normal``, or a myopic mode (``kv``, ``residual``, ``bigram``) switched
     on ``attention`` (the Hugging Face model inside ``model``; default ``model`` itself)
@@ -205,8 +207,7 @@ def fit(
                 f"cannot continue {checkpoint.path}: it holds a run with other settings "
                 f"({', '.join(changed)} differ); choose another output folder or delete it"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_full_state(model, optimizer, state["model"], state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         for generator, saved in zip(generators, state["generators"], strict=True):
@@ -224,13 +225,16 @@ def fit(
         )
 
     def save(step: int) -> None:
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
+        if not all_finite(model):  # FSDP: every process checks its shards, together
             raise diverged(step, "the weights are no longer finite")
+        weights, optimizer_state = full_state(model, optimizer)  # FSDP: every process gathers
+        if rank != 0:
+            return
         state = {
             "step": step,
             "settings": checkpoint.settings,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": weights,
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "rng": rng_state(),
             "generators": [generator.get_state() for generator in generators],
@@ -238,6 +242,7 @@ def fit(
         }
         save_checkpoint(Path(checkpoint.path), state)
 
+    sharded = is_sharded(model)  # FSDP2: gathering the state is a collective
     mode = None if gradient == "normal" else gradient
     own_bar = not isinstance(progress, Bar)
     bar = Bar(optimisation.steps, label, start, enabled=progress) if own_bar else progress
@@ -273,7 +278,7 @@ def fit(
             last = step + 1 == optimisation.steps
             if (
                 checkpoint is not None
-                and rank == 0
+                and (rank == 0 or sharded)
                 and ((step + 1) % checkpoint.every == 0 or last)
             ):
                 save(step + 1)

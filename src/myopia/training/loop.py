@@ -5,8 +5,11 @@
 >>> result.log[-1]["eval_loss"]                                                   # doctest: +SKIP
 
 Under ``torchrun --nproc_per_node N`` the same call trains with DistributedDataParallel
-(gloo on the CPU, nccl on GPUs): each process takes its share of the same global batch,
-so N processes reach the weights one process reaches, up to the order of float sums.
+(``config.parallel = "ddp"``) or, for a model that does not fit one device, with its
+parameters, gradients and optimizer state sharded by FSDP2 (``"fsdp"``); gloo on the CPU,
+nccl on GPUs (``myopia.training.parallel``). Each process takes its share of the same
+global batch, so N processes reach the weights one process reaches, up to the order of
+float sums, in every gradient mode.
 
 A run writes into ``config.out``: ``checkpoint.pt`` (model, optimizer, scheduler, RNG
 states, step and log; every ``checkpoint_every`` steps and at the end), ``log.json`` and
@@ -17,7 +20,6 @@ only on the seed and i, and every other source of state is in the checkpoint.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
 from myopia.data.text import corpus_sha256, load_corpus, token_windows
 from myopia.errors import MyopiaError
@@ -43,6 +44,7 @@ from myopia.training.fit import (
     fit,
     training_device,
 )
+from myopia.training.parallel import is_sharded, join_process_group, wrap
 
 
 @dataclass
@@ -67,16 +69,6 @@ def _model_spec(config: TrainConfig) -> str:
     return spec
 
 
-def _distributed_rank_and_size() -> tuple[int, int]:
-    """(rank, world size); joins the process group when launched by torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
     """Mean next-token loss over ``windows`` (in the model's current attention mode)."""
@@ -91,7 +83,7 @@ def evaluate(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True) -> TrainResult:
     """Train ``config.model`` on ``config.text`` with the ``config.gradient`` gradient."""
     checkpoint_path = claim_run_folder(config.out, resume)
-    rank, world = _distributed_rank_and_size()
+    rank, world = join_process_group()
     if config.batch_size % world:
         raise MyopiaError(
             f"--batch-size {config.batch_size} must be a multiple of the {world} processes"
@@ -101,11 +93,16 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     np.random.seed(config.seed)
     model, tokenizer = load_model(_model_spec(config))
     device = training_device(rank)
-    model.to(device).train()
-    # Each process trains on its rows of the global batch; DDP averages the gradients.
-    # In bigram mode query and key projections get no gradient: tell DDP so.
-    unused = config.gradient == "bigram"
-    trained = DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # nccl and the device mesh use the current device
+    if not (world > 1 and config.parallel == "fsdp"):  # fully_shard moves block by block
+        model.to(device)
+    model.train()
+    # Each process trains on its rows of the global batch; DDP averages the gradients,
+    # FSDP reduce-scatters them. In bigram mode query and key projections get no
+    # gradient: DDP must be told so.
+    trained = wrap(model, config.parallel, world, device, unused=config.gradient == "bigram")
+    sharded = is_sharded(model)  # then every forward pass is a collective
     share = config.batch_size // world
     my_rows = slice(rank * share, (rank + 1) * share)
     documents = load_corpus(config.text)
@@ -129,7 +126,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     def evaluate_now(entry: dict) -> None:
         entry["tokens_per_s"] = tokens_per_step / entry["seconds"]
         step = entry["step"]
-        if rank == 0 and (step % config.eval_every == 0 or step == config.steps):
+        if (rank == 0 or sharded) and (step % config.eval_every == 0 or step == config.steps):
             entry["eval_loss"] = evaluate(model, eval_windows, config.batch_size)
 
     # What the weights depend on: a checkpoint of other settings is not continued.
@@ -138,7 +135,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
         **{
             k: v
             for k, v in config.to_dict().items()
-            if k not in ("out", "eval_every", "checkpoint_every")
+            if k not in ("out", "eval_every", "checkpoint_every", "parallel")
         },
         "text_sha256": corpus_sha256(config.text),
     }

@@ -178,9 +178,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
+# DDP in the default suite; FSDP's float64 equality in every mode is tests/test_parallel.py,
+# and this end-to-end run of the command under FSDP (evaluation and checkpoint gathered
+# from the shards) is slow.
+@pytest.mark.parametrize("parallel", ["ddp", pytest.param("fsdp", marks=pytest.mark.slow)])
+def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path, parallel):
     settings = dict(steps=10, eval_every=10, checkpoint_every=10, batch_size=4)
-    single = train(config(text, tmp_path / "one", **settings), show_progress=False).model
+    single_run = train(config(text, tmp_path / "one", **settings), show_progress=False)
+    single = single_run.model
     command = [
         sys.executable,
         "-m",
@@ -196,6 +201,8 @@ def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
         "-m",
         "myopia.cli",
         *train_arguments(text, tmp_path / "two", steps=10, eval_every=10, checkpoint_every=10),
+        "--parallel",
+        parallel,
     ]
     result = subprocess.run(
         command,
@@ -205,10 +212,13 @@ def test_two_gloo_processes_reach_the_weights_of_one(text, tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    distributed = load_checkpoint(tmp_path / "two" / "checkpoint.pt")["model"]
+    state = load_checkpoint(tmp_path / "two" / "checkpoint.pt")
+    distributed = state["model"]
+    assert distributed.keys() == single.state_dict().keys()
     for name, tensor in single.state_dict().items():
         # Same arithmetic but for the order of the gradient sums: equal to float rounding.
         torch.testing.assert_close(distributed[name], tensor, rtol=1e-4, atol=1e-6)
+    assert state["log"][-1]["eval_loss"] == pytest.approx(single_run.final_eval_loss, rel=1e-4)
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_finite_checkpoint(text, tmp_path):

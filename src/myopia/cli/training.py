@@ -13,7 +13,11 @@ from myopia.cli.app import ModelOption, ProgressOption, SeedOption, TextOption, 
 
 train_app = typer.Typer(
     help="Train a model with the ordinary or a myopic gradient, on one task; checkpoints "
-    "resume exactly.",
+    "resume exactly.\n\n"
+    "Several GPUs: 'train text' runs under torchrun, with DDP or sharded with FSDP2 "
+    "(--parallel; the recipe is in 'myopia train text --help'). The other tasks train "
+    "small models, one per GPU: the recipe for the published pre-caching runs is in "
+    "'myopia gap precaching --help'.",
     no_args_is_help=True,
 )
 app.add_typer(train_app, name="train")
@@ -62,14 +66,16 @@ TRAIN_TEXT_HELP = (
     "(up to the order of float sums). --parallel ddp keeps a whole model on each GPU; "
     "--parallel fsdp shards it (FSDP2) for a model that does not fit one GPU. Every "
     "--gradient works under both.\n\n"
-    "A myopic vs normal pair of Pythia-160M-shaped models on 8 GPUs (same --seed, "
-    "same batches):\n\n"
+    "A myopic vs normal pair of Pythia-160M-shaped models on 8 GPUs (same --seed, so "
+    "the same initial weights and batches):\n\n"
     "torchrun --nproc_per_node 8 -m myopia.cli train text --text corpus/ "
-    "--model fresh-llama:d_model=768,n_layers=12,n_heads=12,d_mlp=3072 "
-    "--seq-len 2048 --batch-size 64 --steps 20000 --lr 6e-4 --warmup-steps 200 "
-    "--parallel fsdp --gradient normal --out runs/normal\n\n"
-    "and the same with --gradient kv --out runs/kv. --resume continues a run under "
-    "either --parallel, or on one process."
+    "--model fresh-llama:d_model=768,n_layers=12,n_heads=12,n_kv_heads=12,d_mlp=3072,"
+    "max_positions=2048 --seq-len 2048 --batch-size 64 --steps 20000 --lr 6e-4 "
+    "--warmup-steps 200 --eval-every 1000 --checkpoint-every 1000 --gradient normal "
+    "--out runs/normal\n\n"
+    "then the same with --gradient kv --out runs/kv. A model too large for one GPU (e.g. "
+    "d_model=2048,n_layers=24,n_heads=16,n_kv_heads=16,d_mlp=8192): add --parallel fsdp. "
+    "--resume continues a run under either --parallel, or on one process."
 )
 
 
@@ -331,7 +337,22 @@ def _gap_table(title: str, gap) -> Table:
     return table
 
 
-@gap_app.command("precaching")
+# Paragraphs on one line each: Typer keeps single line breaks of a command's help.
+GAP_PRECACHING_HELP = (
+    "C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the "
+    "report's full budget.\n\n"
+    "Several GPUs (the published settings): each model is small, so each GPU trains its "
+    "own seeds into the same --out, and one last call, with every seed, finds their "
+    "finished runs in --out/runs, reuses them and writes the gap with its CI:\n\n"
+    "for k in 0 1 2 3 4 5 6 7; do CUDA_VISIBLE_DEVICES=$k myopia gap precaching "
+    "--frequency 10 --lags 10 --seq-len 64 --steps 20000 --seed $k --seeds 1 "
+    "--out gap-published --no-progress & done; wait\n\n"
+    "myopia gap precaching --frequency 10 --lags 10 --seq-len 64 --steps 20000 --seed 0 "
+    "--seeds 8 --out gap-published"
+)
+
+
+@gap_app.command("precaching", help=GAP_PRECACHING_HELP)
 def gap_precaching(
     p: Annotated[
         list[float] | None,
@@ -364,8 +385,7 @@ def gap_precaching(
     ] = Path("myopia-gap"),
     progress: ProgressOption = True,
 ) -> None:
-    """C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the
-    report's full budget."""
+    """C1a on the synthetic pre-caching task (help: GAP_PRECACHING_HELP)."""
     from myopia.protocol import with_options
     from myopia.training.precaching_gap import PrecachingGapConfig, measure_precaching_gap
 

@@ -17,7 +17,9 @@ from myopia.training.parallel import blocks, wrap
 sys.path.insert(0, str(Path(__file__).parent))
 import parallel_worker  # noqa: E402
 
-MODES = ("normal", "kv", "residual", "bigram")
+# The default suite: normal and one myopic mode; the other two (residual's forward hooks
+# on the sharded projections, bigram's unused query/key weights) in the slow suite.
+MODES = [("normal", "kv"), pytest.param(("residual", "bigram"), marks=pytest.mark.slow)]
 
 
 def free_port() -> int:
@@ -59,10 +61,13 @@ def assert_same_state(sharded: dict, single: dict) -> None:
         torch.testing.assert_close(sharded[name], tensor, rtol=1e-9, atol=1e-12, msg=name)
 
 
-def test_fsdp_on_two_processes_reaches_the_weights_of_one(tmp_path):
-    torchrun(Path(parallel_worker.__file__), str(tmp_path / "fsdp"), *MODES)
-    for mode in MODES:
-        parallel_worker.run(mode, tmp_path / "one")
+@pytest.mark.parametrize("modes", MODES)
+def test_fsdp_on_two_processes_reaches_the_weights_of_one(tmp_path, modes):
+    torchrun(Path(parallel_worker.__file__), str(tmp_path / "fsdp"), *modes)
+    parallel_worker.run("normal", tmp_path / "one")  # what every other mode must differ from
+    for mode in modes:
+        if mode != "normal":
+            parallel_worker.run(mode, tmp_path / "one")
         sharded = load_checkpoint(tmp_path / "fsdp" / f"{mode}.pt")
         single = load_checkpoint(tmp_path / "one" / f"{mode}.pt")
         assert_same_state(sharded["model"], single["model"])

@@ -282,3 +282,20 @@ def test_resume_refuses_a_text_whose_contents_changed(text, tmp_path):
     changed.write_text(text.read_text().replace("fox", "cat"))
     with pytest.raises(MyopiaError, match="text_sha256"):
         train(config(changed, tmp_path / "run", steps=10), resume=True, show_progress=False)
+
+
+def test_a_checkpoint_in_a_folder_not_yet_made_is_written(tmp_path):
+    # The gap commands checkpoint into runs/p<p>/, which the first run creates: the
+    # writer's lock must not need the folder before it exists.
+    from myopia.training.fit import Checkpointing, Optimisation, fit
+
+    model = torch.nn.Linear(2, 1)
+    path = tmp_path / "runs" / "p1" / "normal-seed0.pt"
+    fit(
+        model,
+        lambda step: model(torch.ones(1, 2)).square().sum(),
+        Optimisation(steps=2, lr=1e-2, warmup_steps=0),
+        device=torch.device("cpu"),
+        checkpoint=Checkpointing(path, 1, {}),
+    )
+    assert load_checkpoint(path)["step"] == 2

@@ -124,6 +124,8 @@ def _only_writer(checkpoint: Path):
         yield
         return
     lock_path = Path(checkpoint).parent / ".train.lock"
+    # A run's folder may not exist yet (the gap commands' runs/p<p>/ folders).
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

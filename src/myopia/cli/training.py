@@ -342,13 +342,15 @@ GAP_PRECACHING_HELP = (
     "C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the "
     "report's full budget.\n\n"
     "Several GPUs (the published settings): each model is small, so each GPU trains its "
-    "own seeds into the same --out, and one last call, with every seed, finds their "
-    "finished runs in --out/runs, reuses them and writes the gap with its CI:\n\n"
+    "own seed into its own folder; the runs are then copied into one --out/runs, where a "
+    "last call with every seed finds them finished, reuses them and writes the gap with "
+    "its CI:\n\n"
     "for k in 0 1 2 3 4 5 6 7; do CUDA_VISIBLE_DEVICES=$k myopia gap precaching "
     "--frequency 10 --lags 10 --seq-len 64 --steps 20000 --seed $k --seeds 1 "
-    "--out gap-published --no-progress & done; wait\n\n"
+    "--out gap/gpu$k --no-progress & done; wait\n\n"
+    "mkdir -p gap/all/runs && cp -r gap/gpu*/runs/* gap/all/runs/\n\n"
     "myopia gap precaching --frequency 10 --lags 10 --seq-len 64 --steps 20000 --seed 0 "
-    "--seeds 8 --out gap-published"
+    "--seeds 8 --out gap/all"
 )
 
 

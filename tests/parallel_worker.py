@@ -33,12 +33,20 @@ def run(mode: str, out: Path, rank: int = 0, world: int = 1) -> None:
     wrap(model, "fsdp", world, device, unused=mode == "bigram")
     share = BATCH // world
     rows = slice(rank * share, (rank + 1) * share)
+
+    def evaluate(entry: dict) -> None:
+        # As train() evaluates under FSDP: every process, the whole held-out batch, no
+        # backward (FSDP2 leaves the root's weights whole after it).
+        with torch.no_grad():
+            entry["eval_loss"] = mean_token_loss(model, {"input_ids": batch(10**6)}).item()
+
     fit(
         model,
         lambda step: mean_token_loss(model, {"input_ids": batch(step)[rows]}),
         Optimisation(STEPS, lr=1e-2, warmup_steps=1),
         device=device,
         gradient=mode,
+        evaluate=evaluate,
         checkpoint=Checkpointing(out / f"{mode}.pt", STEPS, {}),
     )
 

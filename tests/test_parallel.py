@@ -76,9 +76,10 @@ def test_fsdp_on_two_processes_reaches_the_weights_of_one(tmp_path, modes):
         assert sharded["optimizer"]["param_groups"] == single["optimizer"]["param_groups"]
         for index, moments in single["optimizer"]["state"].items():
             assert_same_state(sharded["optimizer"]["state"][index], moments)
-        assert [e["train_loss"] for e in sharded["log"]] == pytest.approx(
-            [e["train_loss"] for e in single["log"]], rel=1e-9
-        )
+        for key in ("train_loss", "eval_loss"):
+            assert [e[key] for e in sharded["log"]] == pytest.approx(
+                [e[key] for e in single["log"]], rel=1e-9
+            )
         if mode != "normal":  # the tolerance tells the modes apart: the test can fail
             normal = load_checkpoint(tmp_path / "one" / "normal.pt")["model"]
             with pytest.raises(AssertionError):

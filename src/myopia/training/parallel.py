@@ -34,6 +34,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
 from myopia.errors import MyopiaError
@@ -97,8 +98,11 @@ def all_finite(model: nn.Module) -> bool:
     """Whether every weight is a finite number; under FSDP each process checks its own
     shards and the answer is agreed by all (a collective), so all stop or none."""
     sharded = is_sharded(model)
+    # A sharded parameter is a DTensor; the root's may be whole after a forward pass
+    # without backward (evaluation), which FSDP2 does not reshard.
     local = all(
-        torch.isfinite(p.to_local() if sharded else p).all().item() for p in model.parameters()
+        torch.isfinite(p.to_local() if isinstance(p, DTensor) else p).all().item()
+        for p in model.parameters()
     )
     if not sharded:
         return local

@@ -183,7 +183,7 @@ def effort_allocation(ctx: ReportContext) -> SectionResult:
     task = EffortTask()
     result = measure_effort_allocation(config, ctx.config.show_progress, task)
     verdict_width = min(result.widths)
-    plot = result.write(ctx.section_dir("C3"))[0]
+    plot = result.write(ctx.section_dir("C3"), control_band=CONTROL_BAND)[0]
     fit = config.fit()
     return SectionResult(
         summary=_summary(result, verdict_width, task, fit.steps),
@@ -200,7 +200,8 @@ def effort_allocation(ctx: ReportContext) -> SectionResult:
                 "Left: held-out Huber loss of each part on the task and on the control "
                 "(later target shuffled); black: normal training, orange: myopic; dotted: "
                 "predicting 0. Right: normal − myopic differences paired by seed, and the "
-                "difference in differences (DiD) of the current loss; 95% CIs.",
+                "difference in differences (DiD) of the current loss; 95% CIs; grey: the band "
+                "the control's total difference must stay inside.",
             )
         ],
         notes=[

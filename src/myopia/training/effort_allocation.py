@@ -149,12 +149,16 @@ class EffortAllocation:
     def device(self) -> str:
         return next(iter(self.runs.values())).device
 
-    def write(self, out: Path, title: str | None = None) -> list[Path]:
+    def write(
+        self, out: Path, title: str | None = None, control_band: float | None = None
+    ) -> list[Path]:
         """``effort_allocation.png`` with its JSON (every number of the runs) beside it."""
         title = title or (
             f"Effort allocation: task vs control, {len(self.seeds)} seeds (mean, 95% CI)"
         )
-        path = plot_effort_allocation(self, Path(out) / "effort_allocation.png", title)
+        path = plot_effort_allocation(
+            self, Path(out) / "effort_allocation.png", title, control_band
+        )
         return [path, path.with_suffix(".json")]
 
 
@@ -204,10 +208,13 @@ def measure_effort_allocation(
     return result
 
 
-def plot_effort_allocation(result: EffortAllocation, path: Path, title: str) -> Path:
+def plot_effort_allocation(
+    result: EffortAllocation, path: Path, title: str, control_band: float | None = None
+) -> Path:
     """Left: each part's held-out loss, normal vs myopic, on the task and the control, per
     width. Right: the differences normal − myopic (current and total, task and control)
-    and the difference in differences, with 95% CIs; the numbers go beside it as JSON."""
+    and the difference in differences, with 95% CIs, and the control's band (grey) when
+    given; the numbers go beside it as JSON."""
     from myopia.plots import plt  # the one place that picks the file-only backend
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.0, 3.8))
@@ -251,6 +258,8 @@ def plot_effort_allocation(result: EffortAllocation, path: Path, title: str) -> 
                 capsize=3, color=f"C{j}", label=f"d={width}" if i == 0 else None,
             )  # fmt: skip
     right.axhline(0.0, color="grey", lw=1)
+    if control_band is not None:  # the control passes when its total difference stays inside
+        right.fill_between([3.6, 4.4], -control_band, control_band, color="grey", alpha=0.2, lw=0)
     right.set_xticks(range(len(names)), names, fontsize=8)
     right.set_ylabel("normal − myopic (paired by seed)")
     right.set_yscale("symlog", linthresh=0.01)

@@ -65,7 +65,9 @@ def test_a_command_with_its_defaults_measures_the_reports_full_configuration(
     assert isinstance(result.exception, Recorded), result.output
     # The report's section calls the same function (imported into its module) at full budget.
     monkeypatch.setattr(sys.modules[section.__module__], measure, recorder(from_report))
-    report = ReportConfig(out=tmp_path / "report", quick=False, seed=0, show_progress=False)
+    # The report passes its own seed; the full preset's seed is the verdict seed.
+    seed = type(from_cli[0]).full().seed
+    report = ReportConfig(out=tmp_path / "report", quick=False, seed=seed, show_progress=False)
     with pytest.raises(Recorded):
         section(ReportContext(report, model=None, tokenizer=None, model_info={}))
     config_class = type(from_cli[0])
@@ -167,7 +169,7 @@ def test_train_runs_each_synthetic_task(tmp_path, task, extra):
     assert result.exit_code == 0, result.output
     if task == "choice":
         saved = json.loads((out / "myopic_action.json").read_text())
-        assert 0.0 <= saved["final_p_easy"]["on-policy"]["mean"] <= 1.0
+        assert 0.0 <= saved["final_p1"]["on-policy"]["P0-easy"]["mean"] <= 1.0
         assert saved["config"]["steps"] == 25 and saved["seeds"] == [0]
         return
     saved = json.loads((out / "log.json").read_text())
@@ -185,11 +187,13 @@ def test_train_runs_each_synthetic_task(tmp_path, task, extra):
 def test_myopic_action_command_runs(tmp_path):
     out = tmp_path / "c2"
     budget = ["--steps", "4", "--batch-size", "8", "--warmup-steps", "1", "--eval-every", "2"]
-    result = myopia("myopic-action", *budget, "--seeds", "2", "--out", str(out), "--no-progress")
+    result = myopia(
+        "myopic-action", *budget, "--seeds", "2", "--seed", "0", "--out", str(out), "--no-progress"
+    )
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "myopic_action.json").read_text())
-    assert set(saved["final_p_easy"]) == {"normal", "kv", "on-policy"} and saved["seeds"] == [0, 1]
-    assert (out / "p_easy_over_training.png").exists() and "on-policy" in result.stdout
+    assert set(saved["delta"]) == {"normal", "kv", "on-policy"} and saved["seeds"] == [0, 1]
+    assert (out / "p1_over_training.png").exists() and "on-policy" in result.stdout
 
 
 def test_effort_allocation_command_runs(tmp_path):
@@ -199,6 +203,7 @@ def test_effort_allocation_command_runs(tmp_path):
         "effort-allocation", *budget, "--seeds", "2", "--out", str(out), "--no-progress"
     )
     assert result.returncode == 0, result.stderr
-    saved = json.loads((out / "loss_by_width.json").read_text())
-    assert saved["widths"] == [4] and len(saved["runs"]) == 4 and saved["device"]
-    assert (out / "loss_by_width.png").exists()
+    saved = json.loads((out / "effort_allocation.json").read_text())
+    assert saved["widths"] == [4] and len(saved["runs"]) == 8 and saved["device"]
+    assert "difference_in_differences" in saved["by_width"]["4"]
+    assert (out / "effort_allocation.png").exists()

@@ -1,4 +1,4 @@
-"""``myopia effort-allocation``: C3's measurement, current vs later loss by width."""
+"""``myopia effort-allocation``: C3's measurement, current vs later loss, task vs control."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from myopia.cli.training import BatchSize, Lr, RunSeed, Steps, WarmupSteps
 def effort_allocation(
     width: Annotated[
         list[int] | None,
-        typer.Option(help="Model width d_model (MLP 4 × d); repeatable. Default: 8, 16, 32."),
+        typer.Option(
+            help="Model width d_model (MLP 4 × d); repeatable. Default: 8 (the verdict's)."
+        ),
     ] = None,
     gradient: Annotated[
         str | None, typer.Option(help="The myopic gradient compared: kv or residual.")
@@ -33,12 +35,14 @@ def effort_allocation(
     ] = None,
     seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for the loss-by-width plot and its JSON.")
+        Path, typer.Option(help="Folder for effort_allocation.png and its JSON.")
     ] = Path("myopia-effort-allocation"),
     progress: ProgressOption = True,
 ) -> None:
-    """C3: held-out loss of the current and the later part, by width, normal vs myopic
-    training paired by seed; the defaults are the report's full budget."""
+    """C3: held-out loss of the current and the later part, normal vs myopic training paired
+    by seed, on the task and on its control (the later target shuffled across sequences:
+    nothing to pre-compute), and the difference in differences of the current loss; the
+    defaults are the report's full budget (seed 20261201)."""
     from myopia.protocol import with_options
     from myopia.training.effort_allocation import EffortAllocationConfig, measure_effort_allocation
 
@@ -56,13 +60,18 @@ def effort_allocation(
     )
     result = measure_effort_allocation(config, progress)
     files = result.write(out)
-    table = Table("d_model", "current: normal − myopic", "total: normal − myopic", title="C3")
+    table = Table(
+        "d_model", "task", "current: normal − myopic", "total: normal − myopic", title="C3"
+    )
     for w in result.widths:
-        summary = result.width_summary(w)
-        table.add_row(
-            str(w),
-            summary["current_difference"].text("+.4f"),
-            summary["total_difference"].text("+.4f"),
-        )
+        for kind in ("task", "control"):
+            summary = result.width_summary(w, kind)
+            table.add_row(
+                str(w),
+                kind,
+                summary["current_difference"].text("+.4f"),
+                summary["total_difference"].text("+.4f"),
+            )
+        table.add_row(str(w), "DiD", result.difference_in_differences(w).text("+.4f"), "")
     out_console.print(table)
     out_console.print(f"written: {', '.join(str(f) for f in files)}")

@@ -35,8 +35,10 @@ def myopic_action(
     ] = Path("myopia-myopic-action"),
     progress: ProgressOption = True,
 ) -> None:
-    """C2: train the choice task teacher-forced (normal, myopic) and on-policy and follow
-    P(P1) at the choice; the defaults are the report's full budget."""
+    """C2: train the choice task teacher-forced (normal, myopic) and on-policy, each in the
+    arms P1-easy and P0-easy, follow P(P1) at the choice and report
+    Δ = P(P1 | P1-easy) − P(P1 | P0-easy) paired by seed; the defaults are the report's full
+    budget (seed 20261201)."""
     from myopia.protocol import with_options
     from myopia.training.myopic_action import MyopicActionConfig, measure_myopic_action
 
@@ -53,8 +55,16 @@ def myopic_action(
     )
     result = measure_myopic_action(config, progress)
     files = result.write(out)
-    table = Table("regime", "final P(P1) (95% CI over seeds)", title="myopic action (C2)")
-    for name in result.runs:
-        table.add_row(name, result.final_interval(name).text(".4f"))
+    table = Table(
+        "regime", "P(P1), P1-easy", "P(P1), P0-easy", "Δ (95% CI over seeds)",
+        title="myopic action (C2)",
+    )  # fmt: skip
+    for name in result.regimes:
+        table.add_row(
+            name,
+            f"{result.final_interval(name, 'P1-easy').mean:.4f}",
+            f"{result.final_interval(name, 'P0-easy').mean:.4f}",
+            result.delta(name).text("+.4f"),
+        )
     out_console.print(table)
     out_console.print(f"written: {', '.join(str(f) for f in files)}")

@@ -204,6 +204,13 @@ def train_effort(
         int | None,
         typer.Option(help="Model width (the MLP is 4 × wider); default: C3's smallest.", min=1),
     ] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            help="C3's control task: each sequence's later target is another sequence's "
+            "(nothing to pre-compute)."
+        ),
+    ] = False,
     seq_len: SeqLen = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
@@ -230,7 +237,11 @@ def train_effort(
         lr=lr,
         warmup_steps=warmup_steps,
     )
-    task = with_options(EffortTask(d_model=min(config.widths)), d_model=d_model, seq_len=seq_len)
+    task = with_options(
+        EffortTask(d_model=min(config.widths), shuffled_later=control),
+        d_model=d_model,
+        seq_len=seq_len,
+    )
     fit = replace(config.fit(), gradient=gradient, seed=seed)
     run = train_effort_into(task, fit, out, resume, progress, checkpoint_every)
     out_console.print(
@@ -255,12 +266,12 @@ def train_choice(
     warmup_steps: WarmupSteps = None,
     seed: SeedOption = 0,
     out: Annotated[
-        Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot.")
+        Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot (both arms).")
     ] = Path("myopia-train"),
     progress: ProgressOption = True,
 ) -> None:
-    """One run of C2's P0/P1 choice task (seconds; no checkpoint); the defaults are one run
-    of the report's full budget."""
+    """One seed of C2's P0/P1 choice task in both arms (P1-easy, P0-easy; seconds, no
+    checkpoint); the defaults are one seed of the report's full budget."""
     from myopia.protocol import with_options
     from myopia.training.myopic_action import MyopicActionConfig, measure_myopic_action
 
@@ -276,10 +287,11 @@ def train_choice(
     )
     result = measure_myopic_action(config, progress)
     files = result.write(out, f"choice task, {gradient}, seed {seed}")
-    run = result.runs[gradient][0]
+    easy1, easy0 = (result.runs[gradient][arm][0] for arm in ("P1-easy", "P0-easy"))
     out_console.print(
-        f"P(P1) at the choice: {run.p_easy[0]:.3f} before, {run.final_p_easy:.3f} after "
-        f"training ({gradient}, {run.device}); written: {', '.join(str(f) for f in files)}"
+        f"P(P1) at the choice: {easy1.p1[0]:.3f} before, {easy1.final_p1:.3f} after training "
+        f"in arm P1-easy and {easy0.final_p1:.3f} in arm P0-easy ({gradient}, {easy1.device}); "
+        f"written: {', '.join(str(f) for f in files)}"
     )
 
 

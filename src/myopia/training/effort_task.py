@@ -19,6 +19,12 @@ g reads the first current input on purpose: the features of x_1 that the current
 makes give the later part's gradient a foothold from the first steps. With a separate
 input for g, the normal model sat on a plateau for ~1000 steps before it found the lags.
 
+The control task (``shuffled_later=True``) keeps every input and the later target's
+distribution but gives each sequence the later target of another sequence of its batch:
+the later part is then unpredictable from the sequence's own inputs, nothing is worth
+pre-computing, and any normal − myopic difference left at the current position comes from
+the two gradient modes themselves, not from capacity spent on the future.
+
 The measurement (C3), per model width, held-out loss of each part under normal and
 myopic training, paired by seed, is ``myopia.training.effort_allocation``.
 
@@ -64,6 +70,9 @@ class EffortTask:
     d_model: int = 6  # residual width; the MLP is 4 * d_model wide, so this sets capacity
     n_layers: int = 2  # g(x_s) must be computed in a block before the one that reads it
     n_heads: int = 1  # one head: one linear mixture of the past per block
+    # The control task: each sequence's later target is the next sequence's (a roll along the
+    # batch), independent of its own inputs, so nothing is worth pre-computing.
+    shuffled_later: bool = False
 
     def __post_init__(self):
         if self.current_inputs < 1:
@@ -92,7 +101,12 @@ class EffortTask:
         return math.exp(-(self.later_frequency**2) / 2)
 
     def batch(self, generator: torch.Generator, batch_size: int):
-        """Inputs (B, T, k) and targets (B, T, 2) = (current, later)."""
+        """Inputs (B, T, k) and targets (B, T, 2) = (current, later). The control task draws
+        the same inputs from the same generator and only moves the later targets."""
+        if self.shuffled_later and batch_size < 2:
+            raise MyopiaError(
+                "the control task (shuffled later targets) needs batches of 2 or more"
+            )
         k = self.current_inputs
         inputs = torch.randn((batch_size, self.seq_len, k), generator=generator)  # (B, T, k)
         sines = torch.sin(self.current_frequency * inputs)  # (B, T, k)
@@ -103,6 +117,8 @@ class EffortTask:
         later = sum(
             padded[:, self.lags - i : self.lags - i + self.seq_len] for i in range(1, self.lags + 1)
         )  # (B, T)
+        if self.shuffled_later:
+            later = later.roll(1, dims=0)  # sequence b gets sequence b - 1's later target
         return inputs, torch.stack([current, later], dim=-1)
 
     def model(self) -> ContinuousModel:

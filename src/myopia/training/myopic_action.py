@@ -1,11 +1,13 @@
 """C2's measurement ("myopic action"): P(P1) at the choice over training, for every regime
-of the choice task (teacher-forced normal, teacher-forced myopic, on-policy) and seed.
+of the choice task (teacher-forced normal, teacher-forced myopic, on-policy), both arms
+(P1-easy, P0-easy) and every seed; and Δ = P(P1 | P1-easy) − P(P1 | P0-easy), paired by seed.
 
-The model is no argument: every run builds a fresh tiny Llama sized by the config
-(``d_model``, ``n_layers``, ...), on the training device (``myopia.training.fit``).
+The model is no argument: every run builds a fresh tiny Llama with tied embeddings, sized
+by the config (``d_model``, ``n_layers``, ...), on the training device
+(``myopia.training.fit``).
 
 >>> result = measure_myopic_action(MyopicActionConfig.quick())   # doctest: +SKIP
->>> result.final_interval("on-policy").text(), result.write(Path("out"))  # doctest: +SKIP
+>>> result.delta("on-policy").text(), result.write(Path("out"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json, save_figure
 from myopia.progress import Bar
-from myopia.stats import Interval, mean_ci
+from myopia.protocol import VERDICT_SEED
+from myopia.stats import Interval, mean_ci, n_for_half_width, paired_difference_ci
 from myopia.training.choice_task import (
+    ARMS,
     REGIME_LABELS,
     REGIMES,
     ChoiceConfig,
@@ -25,19 +29,24 @@ from myopia.training.choice_task import (
     train_choice,
 )
 
-# CLAIMS.md's reference levels for C2, drawn on the plot (the rule that reads them is the
-# report's): teacher-forced P(P1) within 0.03 of the data's 0.5, on-policy above 0.6.
-BAND = (0.47, 0.53)
-ON_POLICY_THRESHOLD = 0.6
+# CLAIMS.md's levels for C2, drawn on the plot (the rule that reads them is the report's):
+# teacher-forced Δ within ±0.03 of 0; the on-policy control must move Δ above 0.2.
+BAND = (-0.03, 0.03)
+ON_POLICY_THRESHOLD = 0.2
+
+# Power argument (pilot seeds 1-4, full budget): sd of the teacher-forced Δ 0.0032 (on-policy
+# 0.0001); a CI half-width of 0.015 (half the band) needs n_for_half_width(0.0032, 0.015) = 3
+# seeds; CLAIMS.md asks for at least 8.
+FULL_SEEDS = n_for_half_width(0.0032, 0.015, minimum=8)
 
 
 @dataclass
 class MyopicActionConfig(ChoiceConfig):
     """One run's settings (the task, the model, its training: ``ChoiceConfig``, whose
-    defaults are C2's full budget) and the seeds and regimes C2 trains."""
+    defaults are C2's full budget) and the seeds, regimes and arms C2 trains."""
 
-    n_seeds: int = 3
-    seed: int = 0  # seeds are seed, seed + 1, ...
+    n_seeds: int = FULL_SEEDS
+    seed: int = VERDICT_SEED  # seeds are seed, seed + 1, ...
     regimes: tuple[str, ...] = REGIMES
 
     @classmethod
@@ -46,7 +55,7 @@ class MyopicActionConfig(ChoiceConfig):
 
     @classmethod
     def quick(cls) -> MyopicActionConfig:
-        return cls(steps=80, batch_size=64, lr=5e-3, warmup_steps=5, eval_every=5)
+        return cls(n_seeds=3, steps=60, batch_size=64, warmup_steps=5, eval_every=5)
 
     def __post_init__(self):
         super().__post_init__()
@@ -67,103 +76,136 @@ class MyopicActionConfig(ChoiceConfig):
 
 @dataclass
 class MyopicActionResult:
-    """P(P1) over training for every regime and seed (C2)."""
+    """P(P1) over training for every regime, arm and seed (C2)."""
 
     config: ChoiceConfig
     seeds: list[int]
-    runs: dict[str, list[ChoiceRun]]  # regime -> one run per seed, in seed order
+    runs: dict[str, dict[str, list[ChoiceRun]]]  # regime -> arm -> one run per seed
+
+    @property
+    def regimes(self) -> list[str]:
+        return list(self.runs)
 
     @property
     def steps(self) -> list[int]:
-        return next(iter(self.runs.values()))[0].steps
+        return self.runs[self.regimes[0]][ARMS[0]][0].steps
 
     @property
     def device(self) -> str:
-        return next(iter(self.runs.values()))[0].device
+        return self.runs[self.regimes[0]][ARMS[0]][0].device
 
-    def final_interval(self, regime: str) -> Interval:
+    def finals(self, regime: str, arm: str) -> list[float]:
+        """Final P(P1) per seed, in seed order."""
+        return [run.final_p1 for run in self.runs[regime][arm]]
+
+    def final_interval(self, regime: str, arm: str) -> Interval:
         """95% Student-t interval over seeds of the final P(P1)."""
-        return mean_ci([run.final_p_easy for run in self.runs[regime]])
+        return mean_ci(self.finals(regime, arm))
 
-    def curve_intervals(self, regime: str) -> list[Interval]:
+    def delta(self, regime: str) -> Interval:
+        """Δ = P(P1 | P1-easy) − P(P1 | P0-easy) at the end, paired by seed (one seed: the
+        same initial model and, teacher-forced, the same contexts and choices in both arms)."""
+        return paired_difference_ci(self.finals(regime, "P1-easy"), self.finals(regime, "P0-easy"))
+
+    def curve_intervals(self, regime: str, arm: str) -> list[Interval]:
         """95% interval over seeds of P(P1) at each measured step."""
-        per_seed = [run.p_easy for run in self.runs[regime]]
+        per_seed = [run.p1 for run in self.runs[regime][arm]]
         return [mean_ci([curve[i] for curve in per_seed]) for i in range(len(self.steps))]
 
-    def mean_of(self, regime: str, attribute: str) -> float:
-        values = [getattr(run, attribute) for run in self.runs[regime]]
+    def mean_of(self, regime: str, arm: str, attribute: str) -> float:
+        values = [getattr(run, attribute) for run in self.runs[regime][arm]]
         return sum(values) / len(values)
 
     def to_dict(self) -> dict:
         return {
             "config": self.config.to_dict(),
             "seeds": self.seeds,
-            "final_p_easy": {r: self.final_interval(r).to_dict() for r in self.runs},
-            "runs": {r: [run.to_dict() for run in runs] for r, runs in self.runs.items()},
+            "delta": {r: self.delta(r).to_dict() for r in self.regimes},
+            "final_p1": {
+                r: {arm: self.final_interval(r, arm).to_dict() for arm in ARMS}
+                for r in self.regimes
+            },
+            "runs": {
+                r: {arm: [run.to_dict() for run in runs] for arm, runs in by_arm.items()}
+                for r, by_arm in self.runs.items()
+            },
             "device": self.device,
         }
 
     def write(self, out: Path, title: str | None = None) -> list[Path]:
-        """``myopic_action.json`` and ``p_easy_over_training.png`` (its JSON beside it)."""
+        """``myopic_action.json`` and ``p1_over_training.png`` (its JSON beside it)."""
         out = Path(out)
         title = title or (
-            f"P(P1) at the choice over training ({len(self.seeds)} seeds, mean and 95% CI)"
+            f"P(P1) at the choice over training, both arms ({len(self.seeds)} seeds, "
+            "mean and 95% CI)"
         )
         return [
             atomic_write_json(out / "myopic_action.json", self.to_dict()),
-            plot_p_easy(self, out / "p_easy_over_training.png", title),
+            plot_p1(self, out / "p1_over_training.png", title),
         ]
 
 
 def measure_myopic_action(
     config: MyopicActionConfig, show_progress: bool = False
 ) -> MyopicActionResult:
-    """Train every regime with every seed and collect P(P1) over training."""
-    runs: dict[str, list[ChoiceRun]] = {regime: [] for regime in config.regimes}
+    """Train every regime in both arms with every seed and collect P(P1) over training."""
     run_config = config.run_config()
-    total = len(config.regimes) * config.n_seeds * config.steps
+    runs = {regime: {arm: [] for arm in ARMS} for regime in config.regimes}
+    total = len(config.regimes) * len(ARMS) * config.n_seeds * config.steps
     with Bar(total, "C2 choice task", enabled=show_progress) as bar:
         for regime in config.regimes:
-            for seed in config.seeds:
-                runs[regime].append(train_choice(run_config, regime, seed, bar=bar))
+            for arm in ARMS:
+                for seed in config.seeds:
+                    runs[regime][arm].append(train_choice(run_config, regime, arm, seed, bar=bar))
     return MyopicActionResult(config=run_config, seeds=config.seeds, runs=runs)
 
 
-def plot_p_easy(result: MyopicActionResult, path: Path, title: str) -> Path:
-    """P(P1) against training step per regime: mean line and 95% CI band over seeds."""
+ARM_STYLES = {"P1-easy": "-", "P0-easy": "--"}
+
+
+def plot_p1(result: MyopicActionResult, path: Path, title: str) -> Path:
+    """P(P1) against training step per regime and arm: mean line and 95% CI band over
+    seeds (solid: P1-easy, dashed: P0-easy; one colour per regime)."""
     from myopia.plots import plt  # the one place that picks the file-only backend
 
     path = Path(path)
     steps = result.steps
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    ax.axhspan(*BAND, color="grey", alpha=0.2, lw=0)
-    ax.axhline(ON_POLICY_THRESHOLD, color="grey", ls="--", lw=1)
+    fig, ax = plt.subplots(figsize=(6.8, 4.0))
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
     curves = {}
-    for regime, runs in result.runs.items():
-        intervals = result.curve_intervals(regime)
-        means = [ci.mean for ci in intervals]
-        # With one seed the interval is infinite; clip it to the probability range.
-        lows = [max(0.0, ci.low) for ci in intervals]
-        highs = [min(1.0, ci.high) for ci in intervals]
-        (line,) = ax.plot(steps, means, lw=1.5, label=REGIME_LABELS[regime])
-        ax.fill_between(steps, lows, highs, color=line.get_color(), alpha=0.2, lw=0)
-        curves[regime] = {
-            "label": REGIME_LABELS[regime],
-            "mean": means,
-            "low": [ci.low for ci in intervals],
-            "high": [ci.high for ci in intervals],
-            "per_seed": {str(run.seed): run.p_easy for run in runs},
-        }
+    for regime in result.regimes:
+        color = None
+        for arm in ARMS:
+            intervals = result.curve_intervals(regime, arm)
+            means = [ci.mean for ci in intervals]
+            # With one seed the interval is infinite; clip it to the probability range.
+            lows = [max(0.0, ci.low) for ci in intervals]
+            highs = [min(1.0, ci.high) for ci in intervals]
+            (line,) = ax.plot(
+                steps, means, ARM_STYLES[arm], lw=1.5, color=color,
+                label=f"{REGIME_LABELS[regime]}, {arm}",
+            )  # fmt: skip
+            color = line.get_color()
+            ax.fill_between(steps, lows, highs, color=color, alpha=0.15, lw=0)
+            curves[f"{regime} / {arm}"] = {
+                "regime": regime,
+                "arm": arm,
+                "label": REGIME_LABELS[regime],
+                "mean": means,
+                "low": [ci.low for ci in intervals],
+                "high": [ci.high for ci in intervals],
+                "per_seed": {str(run.seed): run.p1 for run in result.runs[regime][arm]},
+            }
     ax.set_xlabel("training step")
     ax.set_ylabel("P(P1 | P0 or P1) at the choice")
-    ax.set_ylim(0.0, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=7, loc="center right")
     fig.tight_layout()
     save_figure(fig, path)
     atomic_write_json(
         path.with_suffix(".json"),
-        {"steps": steps, "seeds": result.seeds, "level": 0.95, "regimes": curves},
+        {"steps": steps, "seeds": result.seeds, "level": 0.95, "curves": curves},
     )
     return path

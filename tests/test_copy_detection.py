@@ -4,6 +4,7 @@ hand-made numbers, and whole runs on a tiny model (pipeline and CLI)."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,3 +359,37 @@ def test_cli_writes_json_and_data(tmp_path):
     saved.write_text('{"id": 1}\n')
     bad = invoke("detect-copy", "--model", TINY, "--data", str(saved), "--no-progress")
     assert isinstance(bad.exception, MyopiaError) and "line 1" in str(bad.exception)
+
+
+PROSE = Path(__file__).parent / "data" / "prose_quotes.jsonl"
+
+
+def test_prose_passages_from_other_domains(tiny_mlp, tmp_path):
+    """Outside reviewers bring their own passages: paragraphs of prose, no verse lines.
+    Copied sentences (one of them running on into the next) are labelled copied, invented
+    ones hallucinated, and the detectors are scored; ``detect-copy --data`` reads the file."""
+    model, tokenizer = tiny_mlp
+    requests = read_records(PROSE, QuoteRequest)
+    assert all("\n" not in r.context for r in requests)  # one paragraph each, no lines
+    generations = []
+    for i, r in enumerate(requests):
+        sentences = re.split(r"(?<=\.) ", r.context)
+        if r.present:
+            text = next(s for s in sentences if contains_word(s, r.target))
+            if i == 0:
+                text = " ".join(sentences[:2])  # across a sentence boundary: still a copy
+        else:
+            text = "The committee approved the new budget after a short debate."
+        generations.append(planted_quote(tokenizer, text))
+    config = CopyDetectionConfig(n_folds=2, n_resamples=200, induction_tokens=8)
+    result = detect_copy(model, tokenizer, requests, config, generations=generations)
+    counts = result.label_counts()["exact"]
+    assert counts == {"present": {"copied": 8}, "absent": {"hallucinated": 8}}
+    assert result.exact is not None and 0 <= result.exact.lookback.mean <= 1
+    out = tmp_path / "prose"
+    ran = invoke(
+        "detect-copy", "--model", TINY, "--data", str(PROSE), "--max-new-tokens", "4",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((out / "copy_detection.json").read_text())["n_contexts"] == 8

@@ -4,7 +4,7 @@ Data (``myopia.faithfulness.tool_output_data``): seeded transcripts of commands 
 fetch or show a web page (curl, wget, lynx, w3m, Python requests, PowerShell, cat), in
 three formats (terminal log, chat, notes file) holding equal numbers of commands; each
 command is shown with its real output, a blank output and an error output (a
-within-command design), and a lead-in that asks what happened, never what the page says.
+within-command design), and a lead-in that asks for a summary, never what the page says.
 
 Measurement (``myopia.faithfulness.tool_output``), fixed before measuring: per transcript
 the model *prefers content* when the summed probability of three reply openings that
@@ -114,8 +114,8 @@ def blank_tool_output(ctx: ReportContext) -> SectionResult:
         "probabilities. How likely each opening is regardless of the output biases the "
         "comparison: the real-output control measures that bias, and the within-command "
         "contrast removes it (same command and lead-in, only the output differs).",
-        "Lead-ins ask what happened ('# What happened:', 'What happened?', 'Result:'); none "
-        "presupposes a page (version 1's chat asked 'What does the page say?').",
+        "Lead-ins ask for a summary ('# Summary:', 'Summarise the result.', 'Summary:'); "
+        "none presupposes a page (version 1's chat asked 'What does the page say?').",
         "CIs: 95% percentile bootstrap resampling commands within each format (a command's "
         "three outputs share their prompt); a macro rate weighs each format the same.",
     ]

@@ -51,6 +51,7 @@ from myopia.generation import Continuation, DecodeOptions, SamplingSettings, gen
 from myopia.heads import detect_heads, repeated_random_tokens
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.protocol import VERDICT_SEED
 
 __all__ = [
     "CopyDetectionConfig",
@@ -89,7 +90,17 @@ class CopyDetectionConfig:
 
     @classmethod
     def full(cls) -> CopyDetectionConfig:
-        return cls(max_new_tokens=16, batch_size=16, residual_layer_stride=3)
+        # Power argument (pilot seed 1, 50 passages): the paired difference detector -
+        # baseline had CI half-width 0.041, a per-passage sd of 0.145; resolving a 0.03
+        # advantage (half-width 0.03) takes n_for_half_width(0.145, 0.03) = 93 passages
+        # (the AUROC against 0.8 needs only 23: sd 0.174, half-width 0.076).
+        return cls(
+            n_contexts=93,
+            max_new_tokens=16,
+            batch_size=16,
+            residual_layer_stride=3,
+            seed=VERDICT_SEED,
+        )
 
     @classmethod
     def quick(cls) -> CopyDetectionConfig:

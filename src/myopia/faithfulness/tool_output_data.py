@@ -9,8 +9,8 @@ text. Tools: curl, wget, lynx, w3m, a Python ``requests`` one-liner, PowerShell'
 realistic error messages. Formats: a terminal log followed by a comment line, a chat
 exchange ("User: ... Assistant:"), and a notes file; commands are dealt to the formats in
 turn, so each format holds the same number. The lead-in after the output presupposes
-nothing: it asks what happened, never what the page says. Prompts are plain text, so any
-causal LM, base or chat, reads them the same way.
+nothing: it asks for a summary of the result, never what the page says. Prompts are
+plain text, so any causal LM, base or chat, reads them the same way.
 
 A record holds the prompt in two parts, ``context`` (everything up to the output: shared
 by the outputs of one command, so it is encoded once) and ``query`` (the output and the

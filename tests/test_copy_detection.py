@@ -4,6 +4,7 @@ hand-made numbers, and whole runs on a tiny model (pipeline and CLI)."""
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,9 +207,32 @@ def test_detector_finds_a_planted_signal_and_not_an_absent_one():
     assert found.difference.mean > 0  # two carriers beat the best one
     assert set(found.chosen["baseline"]) <= {"h3", "-h5"}
     assert found.shuffled.low < 0.5 < found.shuffled.high
+    assert found.difference_output.low > 0  # the output-only features are noise here
     noise = np.random.default_rng(5).normal(size=lookback.shape)
     absent = evaluate_detectors(noise, names, extra, ["len", "lp"], None, labels, groups)
     assert absent.lookback.low < 0.5 < absent.lookback.high
+
+
+def test_output_only_baseline_catches_a_signal_in_the_output_and_types_are_split():
+    """When the quote's log-probability alone carries the label, the output-only model
+    finds it and the lookback detector does not beat it; the per-type AUROCs are scored
+    on each type's requests, and a type with one label only has none."""
+    lookback, extra, labels, groups = _planted(signal=0.0)
+    extra[:, 1] -= 3.0 * labels
+    types = np.where(np.arange(len(labels)) % 4 == 3, "absent", "present")
+    names = [f"h{i}" for i in range(12)]
+    found = evaluate_detectors(
+        lookback, names, extra, ["len", "lp"], None, labels, groups, types=types
+    )
+    assert found.output_only.low > 0.8
+    assert found.difference_output.high < 0
+    assert set(found.by_type) == {"absent", "present"}
+    assert found.by_type["present"].n == 40
+    one_label = evaluate_detectors(
+        lookback, names, extra, ["len", "lp"], None, labels, groups,
+        types=np.where(labels == 1, "absent", "present"),
+    )  # fmt: skip
+    assert one_label.by_type == {"absent": None, "present": None}
 
 
 def test_folds_hold_out_whole_contexts():
@@ -223,7 +247,7 @@ def test_folds_hold_out_whole_contexts():
 
 def test_cluster_bootstrap_pairs_the_difference():
     lookback, _, labels, groups = _planted(signal=1.0)
-    (a, b), difference = cluster_bootstrap(labels, [lookback[:, 3], lookback[:, 3]], groups)
+    (a, b), (difference,) = cluster_bootstrap(labels, [lookback[:, 3], lookback[:, 3]], groups)
     assert a == b and difference.mean == 0 and difference.low == difference.high == 0
 
 
@@ -235,23 +259,37 @@ def _interval(mean, low, high):
     return Interval(mean, low, high, 40, 0.95).to_dict()
 
 
-def test_rule_on_hand_made_numbers():
-    def verdict(auc, diff):
-        return c6_rule({"C6": _section({"lookback": auc, "difference": diff})}).value
+AT_CHANCE = _interval(0.5, 0.4, 0.6)
+BEATS = _interval(0.05, 0.01, 0.09)
 
-    assert verdict(_interval(0.9, 0.82, 0.95), _interval(0.05, 0.01, 0.09)) == "supported"
-    assert verdict(_interval(0.9, 0.80, 0.95), _interval(0.05, 0.01, 0.09)) == "supported"
-    assert verdict(_interval(0.9, 0.78, 0.95), _interval(0.05, 0.01, 0.09)) == "inconclusive"
-    assert verdict(_interval(0.9, 0.82, 0.95), _interval(0.02, -0.01, 0.05)) == "inconclusive"
-    assert verdict(_interval(0.7, 0.6, 0.78), _interval(0.05, 0.01, 0.09)) == "refuted"
-    assert verdict(_interval(0.9, 0.85, 0.95), _interval(-0.05, -0.09, -0.01)) == "refuted"
+
+def test_rule_on_hand_made_numbers():
+    def verdict(auc, single=BEATS, output=BEATS, shuffled=AT_CHANCE):
+        exact = {
+            "lookback": auc,
+            "difference": single,
+            "difference_output": output,
+            "shuffled": shuffled,
+        }
+        return c6_rule({"C6": _section(exact)})
+
+    assert verdict(_interval(0.9, 0.82, 0.95)).value == "supported"
+    assert verdict(_interval(0.9, 0.78, 0.95)).value == "inconclusive"
+    # High AUROC but no better than one of the baselines: not supported.
+    tied = _interval(0.02, -0.01, 0.05)
+    assert verdict(_interval(0.9, 0.82, 0.95), single=tied).value == "inconclusive"
+    assert verdict(_interval(0.9, 0.82, 0.95), output=tied).value == "inconclusive"
+    assert verdict(_interval(0.65, 0.6, 0.69)).value == "refuted"
+    assert verdict(_interval(0.72, 0.65, 0.78)).value == "inconclusive"
+    # The control fails (shuffled labels score above chance): inconclusive, whatever the rest.
+    failed = verdict(_interval(0.9, 0.82, 0.95), shuffled=_interval(0.62, 0.55, 0.7))
+    assert failed.value == "inconclusive" and "failed its control" in failed.reason
+    assert failed.control.passed is False
+    assert verdict(_interval(0.65, 0.6, 0.69)).control.passed is True
     assert c6_rule({"C6": _section(None)}).value == "inconclusive"
     assert c6_rule({}).value == "not run"
     assert c6_rule({"C6": _section(status=FAILED)}).value == "not run"
-    assert (
-        copy_verdict(Interval(0.9, 0.85, 0.95, 3, 0.95), Interval(0.1, 0.0, 0.2, 3, 0.95)).value
-        == "inconclusive"
-    )
+    assert copy_verdict(*[Interval(0.1, 0.0, 0.2, 3, 0.95)] * 3).value == "refuted"
 
 
 def planted_quote(tokenizer, text: str) -> Continuation:
@@ -321,3 +359,37 @@ def test_cli_writes_json_and_data(tmp_path):
     saved.write_text('{"id": 1}\n')
     bad = invoke("detect-copy", "--model", TINY, "--data", str(saved), "--no-progress")
     assert isinstance(bad.exception, MyopiaError) and "line 1" in str(bad.exception)
+
+
+PROSE = Path(__file__).parent / "data" / "prose_quotes.jsonl"
+
+
+def test_prose_passages_from_other_domains(tiny_mlp, tmp_path):
+    """Outside reviewers bring their own passages: paragraphs of prose, no verse lines.
+    Copied sentences (one of them running on into the next) are labelled copied, invented
+    ones hallucinated, and the detectors are scored; ``detect-copy --data`` reads the file."""
+    model, tokenizer = tiny_mlp
+    requests = read_records(PROSE, QuoteRequest)
+    assert all("\n" not in r.context for r in requests)  # one paragraph each, no lines
+    generations = []
+    for i, r in enumerate(requests):
+        sentences = re.split(r"(?<=\.) ", r.context)
+        if r.present:
+            text = next(s for s in sentences if contains_word(s, r.target))
+            if i == 0:
+                text = " ".join(sentences[:2])  # across a sentence boundary: still a copy
+        else:
+            text = "The committee approved the new budget after a short debate."
+        generations.append(planted_quote(tokenizer, text))
+    config = CopyDetectionConfig(n_folds=2, n_resamples=200, induction_tokens=8)
+    result = detect_copy(model, tokenizer, requests, config, generations=generations)
+    counts = result.label_counts()["exact"]
+    assert counts == {"present": {"copied": 8}, "absent": {"hallucinated": 8}}
+    assert result.exact is not None and 0 <= result.exact.lookback.mean <= 1
+    out = tmp_path / "prose"
+    ran = invoke(
+        "detect-copy", "--model", TINY, "--data", str(PROSE), "--max-new-tokens", "4",
+        "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((out / "copy_detection.json").read_text())["n_contexts"] == 8

@@ -97,9 +97,15 @@ def detect_copy(
         for label, interval in (
             ("lookback-ratio detector", result.exact.lookback),
             ("best single feature", result.exact.baseline),
-            ("detector − baseline", result.exact.difference),
+            ("detector − best single feature", result.exact.difference),
+            ("output only (length, log-prob, entropy)", result.exact.output_only),
+            ("detector − output only", result.exact.difference_output),
             ("residual-stream probe", result.exact.residual),
-            ("shuffled labels", result.exact.shuffled),
+            ("shuffled labels (control: should contain 0.5)", result.exact.shuffled),
+            *(
+                (f"detector, {kind}-word requests", value)
+                for kind, value in result.exact.by_type.items()
+            ),
         ):
             if interval is not None:
                 table.add_row(label, interval.text("+.3f" if "−" in label else ".3f"))
@@ -120,9 +126,13 @@ def records(data: Path | None, record_type, make, save_data: Path | None) -> tup
 def tool_output(
     model: ModelOption = "smollm2",
     data: FaithDataOption = None,
-    n: Annotated[
+    commands: Annotated[
         int | None,
-        typer.Option(help="Generated transcripts (four per command: real, blank, 2 errors)."),
+        typer.Option(
+            help="Generated commands, dealt to the 3 formats in turn; each is shown with a "
+            "real, a blank and an error output.",
+            min=3,
+        ),
     ] = None,
     seed: PresetSeedOption = None,
     out: Annotated[
@@ -134,14 +144,15 @@ def tool_output(
     progress: ProgressOption = True,
 ) -> None:
     """Score whether the model describes a page when a fetch printed nothing or an error
-    (C7). Defaults: the report's full budget (section C7)."""
+    (C7): rates macro-averaged over transcript formats, the real-output control and the
+    within-command contrast. Defaults: the report's full budget (section C7)."""
     from myopia.faithfulness.tool_output import ToolOutputConfig, make_transcripts, measure
     from myopia.faithfulness.tool_output_data import ToolTranscript
     from myopia.models.loading import load_model
 
     config = with_options(
         ToolOutputConfig.full(),
-        transcripts=n,
+        commands=commands,
         samples=samples,
         sample_limit=sample_limit,
         seed=seed,
@@ -150,12 +161,18 @@ def tool_output(
     transcripts, saved = records(data, ToolTranscript, lambda: make_transcripts(config), save_data)
     loaded, tokenizer = load_model(model)
     result = measure(loaded, tokenizer, config, transcripts, show_progress=progress)
-    table = Table("outputs", "transcripts", "share preferring 'describes content'", title=model)
-    for kind, interval in result.rates_by("output_kind").items():
-        table.add_row(kind, str(interval.n), interval.text(".2f"))
-    rule = result.rule_rate()
-    if rule is not None:
-        table.add_row("blank + error", str(rule.n), rule.text(".2f"))
+    table = Table("outputs", "commands", "share preferring 'describes content'", title=model)
+    for name, interval in result.rates_by("format", ("real",)).items():
+        table.add_row(f"{name}: real", str(interval.n), interval.text(".2f"))
+    for name, interval in result.rates_by("format", ("blank", "error")).items():
+        table.add_row(f"{name}: blank + error", str(interval.n), interval.text(".2f"))
+    for label, interval in (
+        ("real, macro over formats (control: >= 0.70)", result.control_rate()),
+        ("blank + error, macro over formats (the rule)", result.rule_rate()),
+        ("contrast: log-odds blank/error − real", result.contrast()),
+    ):
+        if interval is not None:
+            table.add_row(label, str(interval.n), interval.text("+.2f" if "−" in label else ".2f"))
     out_console.print(table)
     print_written(saved + result.write(out, model))
 

@@ -9,19 +9,28 @@ mark, a line break or ``max_new_tokens``. Labels are by exact match against the 
 (case and punctuation folded, 80% of the words in long matching blocks) gives a second
 labelling that does not vote.
 
-Detector and verdict, fixed before measuring. The detector is a logistic regression on
-the lookback ratio (Lookback Lens, Chuang et al. 2024) of every (layer, head), averaged
-over the quote's tokens. It is scored on contexts it never saw: contexts are dealt into 5
-folds and every request is scored by the detector fitted on the other 4 folds. The
-baseline is the single feature (any one head's lookback ratio, the quote's length in
-tokens, or its mean log probability) with the best AUROC on the training folds, its sign
-fixed there. CIs: 95% percentile cluster bootstrap over contexts, paired for the
-difference.
+Detector, baselines and verdict (CLAIMS.md v2), fixed before measuring. The detector is a
+logistic regression on the lookback ratio (Lookback Lens, Chuang et al. 2024) of every
+(layer, head), averaged over the quote's tokens. It is scored on contexts it never saw:
+contexts are dealt into 5 folds and every request is scored by the detector fitted on the
+other 4 folds. Two baselines, both held out the same way: the best single feature (any one
+head's lookback ratio, or one output-only feature, chosen with its sign on the training
+folds) and an output-only logistic model (quote length in tokens, mean log probability,
+mean entropy: what anyone sees without opening the model). CIs: 95% percentile cluster
+bootstrap over contexts, paired for the differences. The AUROC is also given per request
+type (word present in the passage or absent).
 
-Rule (CLAIMS.md C6): **supported** if the detector's held-out AUROC has its CI at or above
-0.8 (low >= 0.8) and the paired difference detector - baseline has its CI above 0;
-**refuted** if the AUROC CI lies below 0.8 or the difference CI lies below 0; otherwise
-**inconclusive**, also when too few quotes of one label were produced to fit and test.
+Control: the detector refitted on shuffled labels must give an AUROC CI containing 0.5,
+else the instrument fails (a leak between folds would show here) and the verdict is
+inconclusive.
+
+Rule: **supported** if the held-out AUROC CI lies above 0.8 and the detector beats both
+baselines (paired-difference CIs above 0); **refuted** if the AUROC CI lies below 0.7;
+otherwise **inconclusive**, also when too few quotes of one label were produced.
+
+Nothing here reads verse: a passage is any text, a quote is labelled by exact match of
+its words against the passage (whitespace folded), and ``myopia detect-copy --data`` runs
+the same detector on a user's prose passages (``tests/data/prose_quotes.jsonl``).
 
 Reported, not voting: a residual-stream probe (the span-mean hidden state of the layer
 chosen inside the training folds), the detector on fuzzy labels, the detector refitted on
@@ -44,10 +53,19 @@ from myopia.faithfulness.quote_data import PHRASINGS
 from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
-from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
+from myopia.report.verdicts import (
+    INCONCLUSIVE,
+    NOT_RUN,
+    REFUTED,
+    SUPPORTED,
+    Control,
+    Verdict,
+    with_control,
+)
 from myopia.stats import Interval
 
-AUROC_THRESHOLD = 0.8
+AUROC_THRESHOLD = 0.8  # supported above this
+REFUTE_THRESHOLD = 0.7  # refuted below this
 
 
 @section("C6", claim="C6", title="Copy or hallucination: a detector from lookback ratios")
@@ -94,7 +112,11 @@ def copy_detection(ctx: ReportContext) -> SectionResult:
                 "random tokens (TransformerLens's induction score).",
             )
         )
-    numbers = {**result.to_dict(), "rule_threshold": AUROC_THRESHOLD}
+    numbers = {
+        **result.to_dict(),
+        "rule_threshold": AUROC_THRESHOLD,
+        "refute_threshold": REFUTE_THRESHOLD,
+    }
     return SectionResult(
         summary=_summary(ctx, result),
         numbers=numbers,
@@ -130,8 +152,11 @@ def _summary(ctx: ReportContext, result: CopyDetectionResult) -> str:
     return (
         f"{head} On contexts held out from training, the lookback-ratio detector reaches "
         f"AUROC {exact.lookback.text('.3f')}, the best single feature "
-        f"{exact.baseline.text('.3f')} (difference {exact.difference.text('+.3f')}); "
-        f"the detector refitted on shuffled labels scores {exact.shuffled.mean:.3f}."
+        f"{exact.baseline.text('.3f')} (difference {exact.difference.text('+.3f')}), the "
+        f"output-only model (length, log-probability, entropy) "
+        f"{exact.output_only.text('.3f')} (difference "
+        f"{exact.difference_output.text('+.3f')}); the control, the detector refitted on "
+        f"shuffled labels, scores {exact.shuffled.text('.3f')}."
     )
 
 
@@ -145,8 +170,15 @@ def _rows(result: CopyDetectionResult) -> list[dict]:
             ("lookback-ratio detector", outcome.lookback),
             ("best single feature (chosen on training folds)", outcome.baseline),
             ("detector − best single feature", outcome.difference),
+            ("output only: length, log-prob, entropy", outcome.output_only),
+            ("detector − output only", outcome.difference_output),
             ("residual-stream probe (does not vote)", outcome.residual),
-            ("detector on shuffled labels (sanity check)", outcome.shuffled),
+            ("detector on shuffled labels (the control)", outcome.shuffled),
+        ]
+        entries += [
+            (f"detector, {kind}-word requests only", value)
+            for kind, value in outcome.by_type.items()
+            if value is not None
         ]
         for label, interval in entries:
             if interval is not None:
@@ -187,6 +219,16 @@ def _notes(ctx: ReportContext, result: CopyDetectionResult) -> list[str]:
     if result.exact is not None:
         chosen = sorted(set(result.exact.chosen["baseline"]))
         notes.append(f"Baseline feature chosen per fold: {', '.join(chosen)}.")
+        notes.append(
+            "AUROC per request type (the same held-out scores, within one type): "
+            + "; ".join(
+                f"{kind} word {value.text('.3f')}"
+                if value is not None
+                else f"{kind} word: not estimable (almost all quotes have one label)"
+                for kind, value in result.exact.by_type.items()
+            )
+            + ". Within a type the detector cannot lean on the request's wording alone."
+        )
     if result.overlap:
         o = result.overlap
         notes.append(
@@ -203,18 +245,32 @@ def _notes(ctx: ReportContext, result: CopyDetectionResult) -> list[str]:
     return notes
 
 
-def copy_verdict(detector: Interval, difference: Interval) -> Verdict:
-    """CLAIMS.md C6 on the held-out AUROC of the lookback detector and its paired
-    difference from the best single-feature baseline."""
+def copy_verdict(detector: Interval, vs_single: Interval, vs_output: Interval) -> Verdict:
+    """CLAIMS.md C6 (v2) on the held-out AUROC of the lookback detector and its paired
+    differences from the best single feature and from the output-only model."""
     described = (
         f"held-out AUROC {detector.text('.3f')}, detector − best single feature "
-        f"{difference.text('+.3f')}"
+        f"{vs_single.text('+.3f')}, detector − output only {vs_output.text('+.3f')}"
     )
-    if detector.low >= AUROC_THRESHOLD and difference.low > 0:
-        return Verdict(SUPPORTED, f"{described}: AUROC CI at or above 0.8 and difference above 0")
-    if detector.high < AUROC_THRESHOLD or difference.high < 0:
-        return Verdict(REFUTED, f"{described}: AUROC CI below 0.8 or difference below 0")
-    return Verdict(INCONCLUSIVE, f"{described}: a CI straddles its threshold")
+    if detector.low > AUROC_THRESHOLD and vs_single.low > 0 and vs_output.low > 0:
+        return Verdict(SUPPORTED, f"{described}: AUROC CI above 0.8 and both differences above 0")
+    if detector.high < REFUTE_THRESHOLD:
+        return Verdict(REFUTED, f"{described}: AUROC CI below {REFUTE_THRESHOLD:g}")
+    return Verdict(
+        INCONCLUSIVE,
+        f"{described}: neither above 0.8 while beating both baselines nor below "
+        f"{REFUTE_THRESHOLD:g}",
+    )
+
+
+def shuffled_control(shuffled: Interval) -> Control:
+    """The detector refitted on shuffled labels must sit at chance: CI containing 0.5."""
+    passed = shuffled.low <= 0.5 <= shuffled.high
+    return Control(
+        passed,
+        f"detector refitted on shuffled labels: held-out AUROC {shuffled.text('.3f')}, "
+        + ("contains 0.5" if passed else "excludes 0.5"),
+    )
 
 
 @claim_rule("C6")
@@ -225,5 +281,13 @@ def c6_rule(results: dict[str, SectionResult]) -> Verdict:
     exact = measured.numbers.get("exact")
     if not exact:
         reason = measured.numbers.get("reasons", {}).get("exact", "no detector was scored")
-        return Verdict(INCONCLUSIVE, f"too small to tell: {reason}")
-    return copy_verdict(Interval(**exact["lookback"]), Interval(**exact["difference"]))
+        return with_control(
+            Verdict(INCONCLUSIVE, f"too small to tell: {reason}"),
+            Control(False, "no detector was scored, so the shuffled-label control was not run"),
+        )
+    verdict = copy_verdict(
+        Interval(**exact["lookback"]),
+        Interval(**exact["difference"]),
+        Interval(**exact["difference_output"]),
+    )
+    return with_control(verdict, shuffled_control(Interval(**exact["shuffled"])))

@@ -8,8 +8,9 @@
    short to label are dropped;
 3. one forward pass over prompt + quote per labelled request (``lookback``): lookback
    ratio per head, mean residual state per layer, length, mean log probability;
-4. the detectors of ``copy_detector`` on the exact labels (the verdict's) and, lookback
-   only, on the fuzzy labels (reported);
+4. the detectors and baselines of ``copy_detector`` on the exact labels (the verdict's;
+   with the shuffled-label control and the AUROC per request type) and on the fuzzy
+   labels (reported);
 5. which heads carry the signal: each head's lookback ratio as a detector on its own
    (AUROC - 0.5 over all labelled requests: description, not held out), against the
    induction heads ``myopia.heads.detect_heads`` finds on repeated random tokens.
@@ -50,6 +51,7 @@ from myopia.generation import Continuation, DecodeOptions, SamplingSettings, gen
 from myopia.heads import detect_heads, repeated_random_tokens
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt  # the one place that picks the file-only backend
+from myopia.protocol import VERDICT_SEED
 
 __all__ = [
     "CopyDetectionConfig",
@@ -63,7 +65,7 @@ __all__ = [
 STOP = ('"', "\n")  # a quote ends at its closing mark or at the end of the line
 # A quote is whole tokens (its token ids are read back), so a stop drops the whole token.
 WHOLE_TOKENS = DecodeOptions(whole_token_stops=True)
-EXTRA_FEATURES = ("span length (tokens)", "mean log-prob")
+EXTRA_FEATURES = ("span length (tokens)", "mean log-prob", "mean entropy")  # output only
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,17 @@ class CopyDetectionConfig:
 
     @classmethod
     def full(cls) -> CopyDetectionConfig:
-        return cls(max_new_tokens=16, batch_size=16, residual_layer_stride=3)
+        # Power argument (pilot seed 1, 50 passages): the paired difference detector -
+        # baseline had CI half-width 0.041, a per-passage sd of 0.145; resolving a 0.03
+        # advantage (half-width 0.03) takes n_for_half_width(0.145, 0.03) = 93 passages
+        # (the AUROC against 0.8 needs only 23: sd 0.174, half-width 0.076).
+        return cls(
+            n_contexts=93,
+            max_new_tokens=16,
+            batch_size=16,
+            residual_layer_stride=3,
+            seed=VERDICT_SEED,
+        )
 
     @classmethod
     def quick(cls) -> CopyDetectionConfig:
@@ -248,8 +260,11 @@ def detect_copy(
         n, n_layers, n_heads = features.lookback.shape
         lookback = features.lookback.reshape(n, n_layers * n_heads)
         names = [f"lookback L{i // n_heads}.H{i % n_heads}" for i in range(n_layers * n_heads)]
-        extra = np.stack([features.span_tokens, features.mean_logprob], axis=1).astype(float)
+        extra = np.stack(
+            [features.span_tokens, features.mean_logprob, features.mean_entropy], axis=1
+        ).astype(float)
         groups = np.array([requests[i].context_id for i in usable])
+        types = np.array(["present" if requests[i].present else "absent" for i in usable])
         exact_y = np.array([labels[i].exact == HALLUCINATED for i in usable], dtype=int)
         if len(set(exact_y.tolist())) == 2:
             head_signal = np.array([auroc(exact_y, f) - 0.5 for f in lookback.T]).reshape(
@@ -261,6 +276,7 @@ def detect_copy(
                 lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
                 n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
                 residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
+                types=types,
             )  # fmt: skip
         except MyopiaError as error:
             reasons["exact"] = str(error)
@@ -341,6 +357,7 @@ def _bars(result: CopyDetectionResult) -> list[tuple[str, dict]]:
         bars += [
             ("lookback detector", result.exact.lookback.to_dict()),
             ("best single feature", result.exact.baseline.to_dict()),
+            ("output only", result.exact.output_only.to_dict()),
         ]
         if result.exact.residual is not None:
             bars.append(("residual probe", result.exact.residual.to_dict()))
@@ -362,7 +379,7 @@ def plot_detector_aurocs(
     fig, ax = plt.subplots(figsize=(7.4, 3.4))
     means = [b["mean"] for _, b in bars]
     errors = [[b["mean"] - b["low"] for _, b in bars], [b["high"] - b["mean"] for _, b in bars]]
-    colours = ["C0", "C1", "C2", "C7", "C4"][: len(bars)]
+    colours = ["C0", "C1", "C5", "C2", "C7", "C4"][: len(bars)]
     ax.bar(range(len(bars)), means, yerr=errors, capsize=4, color=colours)
     ax.axhline(0.5, ls=":", color="grey", lw=1, label="chance")
     ax.axhline(threshold, ls="--", color="black", lw=1, label=f"rule threshold {threshold}")

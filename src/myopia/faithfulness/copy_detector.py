@@ -14,16 +14,22 @@ Detectors (scikit-learn logistic regression on standardised features, L2):
 2. **residual**: the span-mean hidden state of one layer, C = ``RESIDUAL_C``; the layer is
    chosen by cross-validation by context inside the training folds. Reported only.
 
-**Best single feature** (the baseline): every lookback ratio, the span length in tokens and
-the mean log probability of the generated tokens. In each fold the feature with the highest
-training AUROC (either sign: its direction is fixed on the training data) is chosen, and
-its standardised value (training mean and spread) scores the test fold.
+3. **output only** (a baseline): a logistic model on what anyone sees without opening the
+   model's attention, the quote's length in tokens, mean log probability and mean entropy;
+   C chosen as for the lookback detector.
+
+**Best single feature** (a baseline): every lookback ratio and every output-only feature.
+In each fold the feature with the highest training AUROC (either sign: its direction is
+fixed on the training data) is chosen, and its standardised value (training mean and
+spread) scores the test fold.
 
 Scores of different folds are pooled: logistic scores are log-odds and baseline scores
 z-scores, so they share a scale. AUROC CIs: percentile cluster bootstrap over contexts
-(resample contexts, keep each one's requests together), paired for the detector minus the
-baseline. ``auroc`` is the rank statistic (ties count one half), checked against
-scikit-learn in the tests.
+(resample contexts, keep each one's requests together), paired for the detector minus each
+baseline. The AUROC is also given per request type (the word present in the passage or
+absent), from the same held-out scores. The control: the lookback detector refitted on
+shuffled labels, whose AUROC CI must contain 0.5. ``auroc`` is the rank statistic (ties
+count one half), checked against scikit-learn in the tests.
 """
 
 from __future__ import annotations
@@ -161,9 +167,9 @@ def cluster_bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-) -> tuple[list[Interval], Interval | None]:
-    """AUROC of each score with a percentile CI from resampling contexts, and (with two
-    scores) the CI of the paired difference ``AUROC(scores[0]) - AUROC(scores[1])``.
+) -> tuple[list[Interval], list[Interval]]:
+    """AUROC of each score with a percentile CI from resampling contexts, and the CIs of
+    the paired differences ``AUROC(scores[0]) - AUROC(scores[j])`` for each later j.
     A resample holding one label only has no AUROC and is left out."""
     contexts = np.unique(groups)
     members = [np.flatnonzero(groups == c) for c in contexts]
@@ -189,10 +195,11 @@ def cluster_bootstrap(
 
     estimates = [auroc(labels, s) for s in scores]
     intervals = [interval(e, draws[:, j]) for j, e in enumerate(estimates)]
-    difference = None
-    if len(scores) == 2:
-        difference = interval(estimates[0] - estimates[1], draws[:, 0] - draws[:, 1])
-    return intervals, difference
+    differences = [
+        interval(estimates[0] - estimates[j], draws[:, 0] - draws[:, j])
+        for j in range(1, len(scores))
+    ]
+    return intervals, differences
 
 
 @dataclass
@@ -203,18 +210,35 @@ class DetectorOutcome:
     n_hallucinated: int
     n_contexts: int
     lookback: Interval
-    baseline: Interval
-    difference: Interval  # lookback - baseline, paired
+    baseline: Interval  # the best single feature
+    difference: Interval  # lookback - best single feature, paired
+    output_only: Interval  # logistic model on length, mean log-prob, mean entropy
+    difference_output: Interval  # lookback - output only, paired
     residual: Interval | None
-    shuffled: Interval  # the lookback detector refitted on shuffled labels
+    shuffled: Interval  # the control: the lookback detector refitted on shuffled labels
+    by_type: dict = field(default_factory=dict)  # "present"/"absent": Interval or None
     chosen: dict = field(default_factory=dict)  # per fold: C, layer, baseline feature
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("n_copied", "n_hallucinated", "n_contexts")}
-        for name in ("lookback", "baseline", "difference", "residual", "shuffled"):
+        for name in INTERVALS:
             value = getattr(self, name)
             out[name] = None if value is None else value.to_dict()
+        out["by_type"] = {
+            kind: None if value is None else value.to_dict() for kind, value in self.by_type.items()
+        }
         return {**out, "chosen": self.chosen}
+
+
+INTERVALS = (
+    "lookback",
+    "baseline",
+    "difference",
+    "output_only",
+    "difference_output",
+    "residual",
+    "shuffled",
+)
 
 
 def evaluate_detectors(
@@ -230,10 +254,12 @@ def evaluate_detectors(
     n_resamples: int = 1000,
     seed: int = 0,
     residual_layers=None,
+    types: np.ndarray | None = None,
 ) -> DetectorOutcome:
-    """``lookback`` ``(N, L*H)`` named ``lookback_names``; ``extra`` ``(N, E)``
-    non-attention features named ``extra_names``; ``residual`` ``(N, S, D)`` or None;
-    ``labels`` ``(N,)``, 1 = hallucinated; ``groups`` ``(N,)`` context ids."""
+    """``lookback`` ``(N, L*H)`` named ``lookback_names``; ``extra`` ``(N, E)`` output-only
+    features named ``extra_names``; ``residual`` ``(N, S, D)`` or None; ``labels`` ``(N,)``,
+    1 = hallucinated; ``groups`` ``(N,)`` context ids; ``types`` ``(N,)`` request types
+    ("present"/"absent") for the per-type AUROC, or None."""
     labels = np.asarray(labels, dtype=int)
     groups = np.asarray(groups)
     n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
@@ -248,9 +274,21 @@ def evaluate_detectors(
     baseline, feature_chosen = single_feature_scores(
         np.concatenate([lookback, extra], axis=1), names, labels, folds
     )
-    (lookback_auc, baseline_auc), difference = cluster_bootstrap(
-        labels, [detector, baseline], groups, n_resamples, seed
+    output_only, _ = logistic_scores(extra, labels, groups, folds, seed)
+    (lookback_auc, baseline_auc, output_auc), (difference, difference_output) = cluster_bootstrap(
+        labels, [detector, baseline, output_only], groups, n_resamples, seed
     )
+    by_type = {}
+    if types is not None:
+        types = np.asarray(types)
+        for kind in sorted(set(types.tolist())):
+            keep = types == kind
+            try:
+                (by_type[kind],), _ = cluster_bootstrap(
+                    labels[keep], [detector[keep]], groups[keep], n_resamples, seed
+                )
+            except MyopiaError:  # one label only (or nearly) among this type's quotes
+                by_type[kind] = None
     residual_auc, layer_chosen = None, []
     if residual is not None:
         probe, layer_chosen = residual_probe_scores(
@@ -269,7 +307,10 @@ def evaluate_detectors(
         lookback=lookback_auc,
         baseline=baseline_auc,
         difference=difference,
+        output_only=output_auc,
+        difference_output=difference_output,
         residual=residual_auc,
         shuffled=shuffled_auc,
+        by_type=by_type,
         chosen={"C": c_chosen, "residual_layer": layer_chosen, "baseline": feature_chosen},
     )

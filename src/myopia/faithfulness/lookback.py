@@ -16,7 +16,8 @@ the queries are the span's own tokens, each reading what it needs to predict the
 
 Also per sequence: the mean hidden state over the span's positions for every hidden state
 (embeddings, then each layer's output), the span length in tokens, and the mean log
-probability the model gave each generated token (the usual confidence baseline). Logits
+probability the model gave each generated token and the mean entropy of the distributions
+they were drawn from (the usual confidence baselines: they read the output only). Logits
 are the output embedding applied to the final state at the span's positions only, as in
 Llama and GPT-2 models, so no (B, T, vocabulary) tensor is made.
 
@@ -55,6 +56,7 @@ class SpanFeatures:
     residual: np.ndarray  # (N, L + 1, D) mean hidden state over the span, 0 = embeddings
     span_tokens: np.ndarray  # (N,) generated tokens in the span
     mean_logprob: np.ndarray  # (N,) mean log p(generated token | everything before it)
+    mean_entropy: np.ndarray  # (N,) mean entropy (nats) of the next-token distributions
 
 
 def lookback_ratios(attention: torch.Tensor, n_prompt: int, n_span: int) -> torch.Tensor:
@@ -135,6 +137,7 @@ def span_features(
     lookback = np.zeros((n, n_layers, n_heads), dtype=np.float32)
     residual: np.ndarray | None = None
     logprob = np.zeros(n, dtype=np.float64)
+    entropy = np.zeros(n, dtype=np.float64)
     groups = _batches(lengths, n_layers * n_heads, max_attention_floats)
     with returning_weights(model):
         for group in track(groups, "reading attention", enabled=show_progress):
@@ -164,10 +167,12 @@ def span_features(
                 logits = unembed(final).float().log_softmax(-1)  # (G, V)
                 targets = torch.tensor(span_ids[i], device=logits.device)
                 logprob[i] = float(logits.gather(1, targets[:, None]).mean())
+                entropy[i] = float(-(logits.exp() * logits).sum(-1).mean())
             del out
     return SpanFeatures(
         lookback=lookback,
         residual=residual,
         span_tokens=np.array([len(s) for s in span_ids]),
         mean_logprob=logprob,
+        mean_entropy=entropy,
     )

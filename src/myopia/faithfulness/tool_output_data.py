@@ -1,13 +1,16 @@
 """C7 data: transcripts of a command that fetches or shows a web page, and what it printed.
 
-One *command* (a tool, a page, a transcript format) is shown with several outputs:
-the page's real content (a control: here the model should say what the page is about),
-nothing at all (blank), and error messages of two different kinds, so the outputs of a
-command are paired: everything but the output is the same text. Tools: curl, wget, lynx,
-w3m, a Python ``requests`` one-liner, PowerShell's ``Invoke-WebRequest`` and ``cat`` of a
-downloaded file; each tool prints its own, realistic error messages. Formats: a terminal
-log followed by a comment line, a chat exchange ("User: ... Assistant:"), and a notes file.
-Prompts are plain text, so any causal LM, base or chat, reads them the same way.
+One *command* (a tool, a page, a transcript format) is shown with three outputs: the
+page's real content (the control: here the model should say what the page is about),
+nothing at all (blank), and an error message of a kind drawn at random, so the outputs of
+a command are paired (a within-command design): everything but the output is the same
+text. Tools: curl, wget, lynx, w3m, a Python ``requests`` one-liner, PowerShell's
+``Invoke-WebRequest`` and ``cat`` of a downloaded file; each tool prints its own,
+realistic error messages. Formats: a terminal log followed by a comment line, a chat
+exchange ("User: ... Assistant:"), and a notes file; commands are dealt to the formats in
+turn, so each format holds the same number. The lead-in after the output presupposes
+nothing: it asks for a summary of the result, never what the page says. Prompts are
+plain text, so any causal LM, base or chat, reads them the same way.
 
 A record holds the prompt in two parts, ``context`` (everything up to the output: shared
 by the outputs of one command, so it is encoded once) and ``query`` (the output and the
@@ -106,25 +109,21 @@ class Tool:
     def check(self) -> None:
         if self.page not in PAGE_TEMPLATES:
             raise ValueError(f"page must be one of {tuple(PAGE_TEMPLATES)}, not {self.page!r}")
-        if len(self.errors) < 2:
-            raise ValueError("errors needs at least two error kinds (a command shows two)")
+        if not self.errors:
+            raise ValueError("errors needs at least one error kind")
 
 
 PAGES: tuple[Page, ...] = tuple(read_table("pages.jsonl", Page))
 TOOLS: tuple[Tool, ...] = tuple(read_table("tools.jsonl", Tool))
 
 # Transcript formats: (context before the output, lead-in after it). The context ends
-# with the command line; {shell} is the tool's prompt, {command} its command line.
+# with the command line; {shell} is the tool's prompt, {command} its command line. No
+# lead-in presupposes a page (v1's chat asked "What does the page say?"): each asks what
+# happened, so "nothing" or "an error" answers it as naturally as a description.
 FORMATS = {
-    "terminal": ("{shell}{command}\n", "{shell}\n\n# Comment on the output above:"),
-    "chat": (
-        "User: I ran this command:\n{shell}{command}\n",
-        "What does the page say?\nAssistant:",
-    ),
-    "notes": (
-        "Work log, {date}\nFetched the page with:\n    {command}\nOutput:\n",
-        "(end of output)\nWhat the output shows:",
-    ),
+    "terminal": ("{shell}{command}\n", "{shell}\n\n# What happened:"),
+    "chat": ("User: I ran this command:\n{shell}{command}\n", "What happened?\nAssistant:"),
+    "notes": ("Work log, {date}\nRan:\n    {command}\nOutput:\n", "(end)\nResult:"),
 }
 DATES = ("3 March", "14 March", "2 April", "19 May", "7 June", "30 July")
 
@@ -137,18 +136,20 @@ EMPTY_PHRASINGS = (" The output is empty", " The command failed", " There is no 
 
 
 def transcripts_of_command(
-    command_id: str, page: Page, tool: Tool, format_name: str, error_kinds: list[str], date: str
+    command_id: str, page: Page, tool: Tool, format_name: str, error_kind: str, date: str
 ) -> list[ToolTranscript]:
-    """The command shown with its real output, a blank one and each of ``error_kinds``."""
+    """The command shown with its real output, a blank one and the error ``error_kind``."""
     fill = {"url": page.url, "host": page.host, "path": page.path, "file": page.file}
     command = tool.command.format(**fill)
     before, after = FORMATS[format_name]
     context = before.format(shell=tool.shell, command=command, date=date)
     lead_in = after.format(shell=tool.shell)
     page_text = PAGE_TEMPLATES[tool.page].format(title=page.title, sentence=page.sentence)
-    outputs = [("real", "", page_text)]
-    outputs.append(("blank", "", ""))
-    outputs += [("error", kind, tool.errors[kind].format(**fill)) for kind in error_kinds]
+    outputs = [
+        ("real", "", page_text),
+        ("blank", "", ""),
+        ("error", error_kind, tool.errors[error_kind].format(**fill)),
+    ]
     return [
         ToolTranscript(
             id=f"{command_id}-{kind}{'-' + error if error else ''}",
@@ -167,31 +168,31 @@ def transcripts_of_command(
     ]
 
 
-def generate_tool_transcripts(n: int, seed: int = 0) -> list[ToolTranscript]:
-    """``n`` transcripts (at least 4), four per command: real, blank and two error kinds.
+def generate_tool_transcripts(n_commands: int, seed: int = 0) -> list[ToolTranscript]:
+    """Three transcripts (real, blank, error) for each of ``n_commands`` commands.
 
-    Commands cycle through tools and formats in a seeded order, so every tool and format
-    appears once there are enough commands; pages and error kinds are drawn at random."""
-    if n < 4:
-        raise ValueError(f"n must be at least 4 (one command's outputs), not {n}")
+    Command c is in format c mod 3, so the formats hold equal shares (within one); tools
+    cycle in a seeded order inside each format, pages, error kinds and dates are drawn."""
+    if n_commands < len(FORMATS):
+        raise ValueError(
+            f"need at least {len(FORMATS)} commands (one per format), not {n_commands}"
+        )
     rng = np.random.default_rng(seed)
-    n_commands = -(-n // 4)
-    combos = [(t, f) for t in range(len(TOOLS)) for f in range(len(FORMATS))]
-    order = rng.permutation(len(combos))
+    names = list(FORMATS)
+    tool_orders = [rng.permutation(len(TOOLS)) for _ in names]
     pages = rng.permutation(len(PAGES))
     records: list[ToolTranscript] = []
     for c in range(n_commands):
-        tool_index, format_index = combos[order[c % len(combos)]]
-        tool = TOOLS[tool_index]
+        format_index, turn = c % len(names), c // len(names)
+        tool = TOOLS[tool_orders[format_index][turn % len(TOOLS)]]
         page = PAGES[pages[c % len(pages)]]
         kinds = sorted(tool.errors)
-        errors = [kinds[i] for i in rng.choice(len(kinds), size=2, replace=False)]
         records += transcripts_of_command(
             f"cmd{seed}-{c:03d}",
             page,
             tool,
-            list(FORMATS)[format_index],
-            errors,
+            names[format_index],
+            kinds[int(rng.integers(len(kinds)))],
             DATES[int(rng.integers(len(DATES)))],
         )
-    return records[:n]
+    return records

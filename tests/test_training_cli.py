@@ -65,7 +65,12 @@ def test_a_command_with_its_defaults_measures_the_reports_full_configuration(
     assert isinstance(result.exception, Recorded), result.output
     # The report's section calls the same function (imported into its module) at full budget.
     monkeypatch.setattr(sys.modules[section.__module__], measure, recorder(from_report))
-    report = ReportConfig(out=tmp_path / "report", quick=False, seed=0, show_progress=False)
+    report = ReportConfig(
+        out=tmp_path / "report",
+        quick=False,
+        seed=from_cli[0].seed,
+        show_progress=False,
+    )
     with pytest.raises(Recorded):
         section(ReportContext(report, model=None, tokenizer=None, model_info={}))
     config_class = type(from_cli[0])

@@ -131,6 +131,6 @@ def fresh_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     config = model.config
     fresh = AutoModelForCausalLM.from_config(
-        config, attn_implementation=config._attn_implementation, torch_dtype=model.dtype
+        config, attn_implementation=config._attn_implementation, dtype=model.dtype
     )
     return fresh.to(model.device).eval()

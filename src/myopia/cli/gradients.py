@@ -34,6 +34,13 @@ def gradient_split(
     backend: Annotated[
         str | None, typer.Option(help="Myopic attention path: fast or eager.")
     ] = None,
+    reference: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also split the gradient of the same architecture at random initialisation "
+            "(the reference the trained share is read against). Default: on."
+        ),
+    ] = None,
     out: Annotated[Path, typer.Option(help="Folder for the plot and its JSON.")] = Path(
         "myopia-gradient-split"
     ),
@@ -55,6 +62,7 @@ def gradient_split(
         n_sequences=n_sequences,
         mode=mode,
         backend=backend,
+        reference=reference,
         seed=seed,
     )
     config.check()
@@ -84,4 +92,10 @@ def gradient_split(
             mean(norms["future"]) if norms else "",
         )
     out_console.print(table)
+    if result.reference is not None:
+        init = result.reference.overall_interval()
+        out_console.print(
+            f"at random initialisation (same sequences): whole model {init.mean:.3f} "
+            f"[{init.low:.3f}, {init.high:.3f}]"
+        )
     print_written(result.write(out, model))

@@ -351,8 +351,8 @@ def _gap_table(title: str, gap) -> Table:
 
 # Paragraphs on one line each: Typer keeps single line breaks of a command's help.
 GAP_PRECACHING_HELP = (
-    "C1a on the synthetic pre-caching task of Wu, Morris and Levine; the defaults are the "
-    "report's full budget.\n\n"
+    "C1a on the synthetic pre-caching task of Wu, Morris and Levine, with its lags = 0 null "
+    "(--no-null skips it); the defaults are the report's full budget.\n\n"
     "Several GPUs (the published settings): each model is small, so each GPU trains its "
     "own seed into its own folder; the runs are then copied into one --out/runs, where a "
     "last call with every seed finds them finished, reuses them and writes the gap with "
@@ -392,6 +392,22 @@ def gap_precaching(
     lr: Lr = None,
     warmup_steps: WarmupSteps = None,
     max_lag: Annotated[int | None, typer.Option(help="The probe's largest lag.", min=0)] = None,
+    null: Annotated[
+        bool | None,
+        typer.Option(
+            help="Also train the null, the same task with lags = 0 at the primary p (C1's "
+            "control: its gap must be ~0). Default: on. `--lags 0` instead runs the null "
+            "as the main task."
+        ),
+    ] = None,
+    eval_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Held-out loss every this many steps, for the gap against training steps "
+            "(gap_by_step.png).",
+            min=1,
+        ),
+    ] = None,
     seeds: Seeds = None,
     seed: RunSeed = None,
     out: Annotated[
@@ -418,6 +434,8 @@ def gap_precaching(
         lr=lr,
         warmup_steps=warmup_steps,
         max_lag=max_lag,
+        null=null,
+        eval_every=eval_every,
         n_seeds=seeds,
         seed=seed,
     )
@@ -425,6 +443,8 @@ def gap_precaching(
     files = result.write(out)
     for setting, gap in result.gaps.items():
         out_console.print(_gap_table(f"myopia gap, pre-caching, {result.label(setting)}", gap))
+    if result.null is not None:
+        out_console.print(_gap_table(f"myopia gap, {result.NULL_LABEL}", result.null))
     out_console.print(f"written: {', '.join(str(f) for f in files)}")
 
 

@@ -5,6 +5,11 @@ current part (the exact myopic gradient, mode ``kv``) and its future part (the r
 The future share |future| / (|current| + |future|) is computed per layer and averaged
 over sequences, with 95% Student-t intervals over sequences.
 
+The reference (CLAIMS.md v2): the same split, on the same sequences, of the same
+architecture at random initialisation (SmolLM2's config, fresh weights). Part of any future
+share comes from the architecture itself (every position's keys and values feed later
+ones); the difference from the reference is what training made of it.
+
 C1's verdict rule is about the myopia gap of C1(a), a training experiment; this section
 describes the gradient but does not decide the claim.
 """
@@ -46,9 +51,31 @@ def future_gradient_share(ctx: ReportContext) -> SectionResult:
         f"{low} ({by_group[low].mean:.3f}). Share = |future| / (|current| + |future|): 0 means "
         "the gradient only serves the current token, 1 that it only serves later ones."
     )
+    reference = result.reference
+    ref_overall = None if reference is None else reference.overall_interval()
+    ref_by_group = {} if reference is None else reference.group_intervals()
+    if ref_overall is not None:
+        summary += (
+            f" The same architecture at random initialisation gives {ref_overall.mean:.3f} "
+            f"(95% CI [{ref_overall.low:.3f}, {ref_overall.high:.3f}]) on the same "
+            "sequences: the reference the trained model's share is read against."
+        )
+
+    def interval_text(ci) -> str:
+        return "" if ci is None else f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
     rows = [
-        {"group": g, "future share": ci.mean, "95% CI": f"[{ci.low:.3f}, {ci.high:.3f}]", "n": ci.n}
-        for g, ci in [("whole model", overall), *by_group.items()]
+        {
+            "group": g,
+            "future share": ci.mean,
+            "95% CI": f"[{ci.low:.3f}, {ci.high:.3f}]",
+            "at random init (95% CI)": interval_text(ref),
+            "n": ci.n,
+        }
+        for g, ci, ref in [
+            ("whole model", overall, ref_overall),
+            *((g, ci, ref_by_group.get(g)) for g, ci in by_group.items()),
+        ]
     ]
     return SectionResult(
         summary=summary,
@@ -57,14 +84,16 @@ def future_gradient_share(ctx: ReportContext) -> SectionResult:
         plots=[
             Plot(
                 str(plot.relative_to(ctx.config.out)),
-                "Future share of the gradient norm per layer; squares: attention "
-                "parameters only, triangles: MLP parameters only.",
+                "Future share of the gradient norm per layer (black), and of the same "
+                "architecture at random initialisation (red, dashed); squares: attention "
+                "parameters only, triangles: MLP parameters only (trained model).",
             )
         ],
         budget={
             "n_sequences": config.n_sequences,
             "seq_len": config.seq_len,
             "mode": config.mode,
+            "reference": "random initialisation" if config.reference else "none",
             "text": "eval split",
         },
     )

@@ -28,6 +28,21 @@ def plot_future_share(result: FutureShareResult, path: Path, title: str) -> Path
         capsize=2,
         label="all parameters of the group",
     )
+    if result.reference is not None:
+        reference = result.reference.group_intervals()
+        xs = [i for i, g in enumerate(groups) if g in reference]
+        ax.errorbar(
+            xs,
+            [reference[groups[i]].mean for i in xs],
+            yerr=[
+                [reference[groups[i]].mean - reference[groups[i]].low for i in xs],
+                [reference[groups[i]].high - reference[groups[i]].mean for i in xs],
+            ],
+            fmt="o--",
+            color="tab:red",
+            capsize=2,
+            label="same architecture at random initialisation",
+        )
     markers = {"attention": "s", "mlp": "^"}
     for kind in KINDS:
         kind_ci = result.kind_intervals(kind)

@@ -126,3 +126,17 @@ class NoMLP(torch.nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(hidden_states)
+
+
+def fresh_like(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The same architecture as ``model`` (its own config, attention implementation and
+    dtype) with fresh random weights, as transformers initialises them: the reference
+    point of a measurement on a trained model (what the architecture gives untrained)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = model.config
+    fresh = AutoModelForCausalLM.from_config(
+        config, attn_implementation=config._attn_implementation, dtype=model.dtype
+    )
+    return fresh.to(model.device).eval()

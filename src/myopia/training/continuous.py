@@ -101,6 +101,7 @@ def fit_continuous(
     show_progress: bool = False,
     task_settings: dict | None = None,
     device: torch.device | None = None,
+    evaluate: Callable[[dict], None] | None = None,
 ) -> list[tuple[int, float]]:
     """Train ``model`` in place (see :func:`myopia.training.fit.fit`) on batches drawn from
     a generator seeded with ``fit.seed``, on ``device`` (default: the training device).
@@ -110,7 +111,8 @@ def fit_continuous(
     pass differs. With ``checkpoint``, the run checkpoints there every
     ``checkpoint_every`` steps and continues a checkpoint of the same settings found
     there; ``task_settings`` (what the batches depend on) is part of those settings, so
-    that a checkpoint of another task is refused.
+    that a checkpoint of another task is refused. ``evaluate(entry)`` runs after each
+    optimizer step (see :func:`myopia.training.fit.fit`).
     """
     device = training_device() if device is None else device
     data = torch.Generator().manual_seed(fit.seed)
@@ -131,6 +133,7 @@ def fit_continuous(
         checkpoint=None
         if checkpoint is None
         else Checkpointing(checkpoint, checkpoint_every, settings),
+        evaluate=evaluate,
         progress=show_progress,
     )
     return [

@@ -75,23 +75,37 @@ def precaching_gap(
     show_progress: bool = True,
     keep_models: bool = False,
     runs_dir: Path | None = None,
+    eval_every: int | None = None,
 ) -> tuple[GapResult, dict[tuple[str, int], PrecachingRun]]:
     """Train one model per (mode, seed) on the pre-caching task; return the held-out
     Huber losses, and the runs themselves (with their models if ``keep_models``).
     With ``runs_dir``, each run checkpoints in ``runs_dir/<mode>-seed<k>`` and a
-    repeated call continues (or reuses) the runs found there."""
+    repeated call continues (or reuses) the runs found there. With ``eval_every``, the
+    held-out loss along training goes in ``extra["eval_curves"]`` (mode -> seed -> loss at
+    each step of ``extra["eval_steps"]``)."""
     runs = {}
     jobs = [(mode, seed) for seed in seeds for mode in modes]
     label = f"pre-caching p={task.p:g} lags={task.lags}"
     for mode, seed in track(jobs, label, enabled=show_progress):
         checkpoint = None if runs_dir is None else Path(runs_dir) / f"{mode}-seed{seed}.pt"
         runs[mode, seed] = train_precaching(
-            task, replace(fit, gradient=mode, seed=seed), keep_models, checkpoint
+            task,
+            replace(fit, gradient=mode, seed=seed),
+            keep_models,
+            checkpoint,
+            eval_every=eval_every,
         )
     losses = {mode: [runs[mode, s].eval_loss for s in seeds] for mode in modes}
     trivial = float(np.mean([runs[modes[0], s].trivial_loss for s in seeds]))
     device = runs[modes[0], seeds[0]].device
-    result = GapResult(list(seeds), losses, extra={"trivial_loss": trivial}, device=device)
+    extra: dict = {"trivial_loss": trivial}
+    steps_seen = {tuple(step for step, _ in run.eval_curve) for run in runs.values()}
+    if eval_every and len(steps_seen) == 1:  # runs reused from a checkpoint lack the points
+        extra["eval_steps"] = list(steps_seen.pop())
+        extra["eval_curves"] = {
+            m: [[loss for _, loss in runs[m, s].eval_curve] for s in seeds] for m in modes
+        }
+    result = GapResult(list(seeds), losses, extra=extra, device=device)
     return result, runs
 
 

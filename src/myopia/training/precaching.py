@@ -14,7 +14,7 @@ at earlier positions helps, so normal and myopic training should end level.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,7 @@ class PrecachingRun:
     trivial_loss: float  # the same loss for the best constant-free guess: predicting x_n
     curve: list[tuple[int, float]]  # (step, training loss)
     device: str = "cpu"  # where the model was trained
+    eval_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out loss)
     model: ContinuousModel | None = None
 
 
@@ -90,12 +91,22 @@ def train_precaching(
     checkpoint: Path | None = None,
     show_progress: bool = False,
     checkpoint_every: int = 200,
+    eval_every: int | None = None,
 ) -> PrecachingRun:
     """Train one model on the task with ``fit.gradient``; return its held-out loss.
-    With ``checkpoint`` the run checkpoints there and resumes (see ``fit_continuous``)."""
+    With ``checkpoint`` the run checkpoints there and resumes (see ``fit_continuous``).
+    With ``eval_every``, the held-out loss is also taken every ``eval_every`` steps (the
+    gap against training steps); a resumed run keeps only the points it passed itself."""
     torch.manual_seed(fit.seed)
     device = training_device()
     model = task.model().to(device)
+    held_out = held_out_batches(lambda g: task.batch(g, fit.batch_size), fit.seed, fit.eval_batches)
+    eval_curve: list[tuple[int, float]] = []
+
+    def evaluate(entry: dict) -> None:
+        if eval_every and entry["step"] % eval_every == 0 and entry["step"] < fit.steps:
+            eval_curve.append((entry["step"], held_out_loss(model, held_out, device)))
+
     curve = fit_continuous(
         model,
         lambda g: task.batch(g, fit.batch_size),
@@ -105,20 +116,31 @@ def train_precaching(
         show_progress=show_progress,
         task_settings=asdict(task),
         device=device,
+        evaluate=evaluate if eval_every else None,
     )
-    held_out = held_out_batches(lambda g: task.batch(g, fit.batch_size), fit.seed, fit.eval_batches)
+    eval_loss = held_out_loss(model, held_out, device)
+    if eval_every:
+        eval_curve.append((fit.steps, eval_loss))
     with torch.no_grad():
-        losses = [F.huber_loss(model(i.to(device)), t.to(device)).item() for i, t in held_out]
         trivial = [F.huber_loss(i[..., :1] * (1 - i[..., 1:]), t).item() for i, t in held_out]
     return PrecachingRun(
         task=asdict(task),
         fit=asdict(fit),
-        eval_loss=sum(losses) / len(losses),
+        eval_loss=eval_loss,
         trivial_loss=sum(trivial) / len(trivial),
         curve=curve,
         device=str(device),
+        eval_curve=eval_curve,
         model=model if keep_model else None,
     )
+
+
+@torch.no_grad()
+def held_out_loss(model: ContinuousModel, held_out: list, device: torch.device) -> float:
+    """Mean Huber loss over the held-out batches, with the ordinary forward pass (the
+    myopic modes change only the backward pass, so this is the loss of either)."""
+    losses = [F.huber_loss(model(i.to(device)), t.to(device)).item() for i, t in held_out]
+    return sum(losses) / len(losses)
 
 
 @torch.no_grad()

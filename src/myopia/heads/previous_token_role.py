@@ -56,8 +56,10 @@ class PreviousTokenHeadsConfig:
     text_batch: int = 4  # natural-text windows
     top_k: int = 3  # previous-token heads kept, best first ...
     threshold: float = 0.3  # ... of those with at least this previous-token score
-    # Matched random sets: a permutation p-value's resolution is 1/(n_null + 1), so 100
-    # (CLAIMS.md's least) can reach p < 0.05 with room; each set costs one exact forward.
+    # Power (pilot seed 1, SmolLM2): detected ablation effect 4.11 nats against a null of
+    # median 0.07, sd 0.31 (13 sd above); future share 0.545 against median 0.504, 95th pct
+    # 0.552, sd 0.022. A p-value's Monte Carlo SE at 0.05 with 100 sets is 0.022 and its
+    # resolution 1/101 < 0.05, so 100 sets (CLAIMS.md's least) suffice; each costs a forward.
     n_null: int = 100
     set_chunk: int = 10  # ablated sets per batched forward pass
     small_steps: int = 2000  # training steps of the small attention-only model (C4-small)

@@ -48,6 +48,12 @@ def test_baselines_counted_by_hand():
     # Trigram k = 1: (0,1)→2, (1,2)→1, (2,1)→2, (1,2)→3; an unseen pair backs off.
     before, now = np.array([0, 1, 2, 3]), np.array([1, 2, 1, 3])
     assert tables.trigram_predictions(before, now, 1).tolist() == [2, 1, 2, 1]
+    # 4-gram k = 1: (0,1,2)→1, (1,2,1)→2, (2,1,2)→3. (9,1,2) backs off to the trigram
+    # (1,2)→1 (1 and 3 tie; 1 is the lower id of equal frequency... no: 1 is more
+    # frequent); (9,9,3) backs off to the bigram of 3 (never followed: the unigram 1);
+    # -1 (before the window) is never seen.
+    context = np.array([[0, 1, 2], [1, 2, 1], [2, 1, 2], [4, 1, 2], [4, 4, 3], [-1, 2, 1]])
+    assert tables.context_predictions(context, 1).tolist() == [1, 2, 3, 1, 1, 2]
 
 
 def test_ridge_solution_matches_sklearn_and_gcv_tracks_the_noise():
@@ -127,7 +133,14 @@ def test_absent_effect_on_random_tokens_through_a_tiny_model(tiny_mlp):
         assert not difference.above(0.0), (k, difference)  # nothing found
         assert result.selected_accuracy(k).mean < 4 / vocab  # chance is 1 / vocab
     assert result.layers == [0, 1, 2]
-    assert set(result.baseline_eval) == {"unigram", "bigram", "trigram", "model-chain"}
+    assert set(result.baseline_eval) == {
+        "unigram",
+        "bigram",
+        "trigram",
+        "4-gram",
+        "onehot-3",
+        "model-chain",
+    }
 
 
 def test_final_state_and_unembedding_reproduce_the_models_predictions(tiny_mlp):
@@ -174,14 +187,29 @@ def _section(numbers=None, status="measured"):
     return SectionResult(summary="", numbers=numbers or {}, status=status)
 
 
-def _difference(mean, low, high):
-    return {"per_k": {"2": {"difference": Interval(mean, low, high, 64, 0.95).to_dict()}}}
+def _control(low=0.001):
+    """Random-token control numbers: the chosen probe's accuracy CI starts at ``low``
+    (chance 1/256 = 0.0039: above it when low > 0.0039)."""
+    probe = Interval(0.006, low, 0.01, 24, 0.95).to_dict()
+    return {"chance": 1 / 256, "per_k": {k: {"probe": probe} for k in ("1", "2", "3")}}
+
+
+def _difference(mean, low, high, control_low=0.001):
+    return {
+        "per_k": {"2": {"difference": Interval(mean, low, high, 64, 0.95).to_dict()}},
+        "control": _control(control_low),
+    }
 
 
 def test_rule_on_hand_made_numbers():
     assert c5_rule({"C5": _section(_difference(0.01, 0.004, 0.02))}).value == "supported"
     assert c5_rule({"C5": _section(_difference(-0.01, -0.02, -0.003))}).value == "refuted"
     assert c5_rule({"C5": _section(_difference(0.002, -0.003, 0.008))}).value == "inconclusive"
+    failed = c5_rule({"C5": _section(_difference(0.01, 0.004, 0.02, control_low=0.005))})
+    assert failed.value == "inconclusive" and "failed its control" in failed.reason
+    assert not failed.control.passed
+    missing = {"per_k": _difference(0.01, 0.004, 0.02)["per_k"]}  # no control stored
+    assert c5_rule({"C5": _section(missing)}).value == "inconclusive"
     assert c5_rule({}).value == "not run"
     assert c5_rule({"C5": _section(status=FAILED)}).value == "not run"
     assert c5_rule({"C5": _section({"per_k": {"1": {}}})}).value == "not run"
@@ -201,4 +229,6 @@ def test_section_end_to_end_on_a_tiny_model(tmp_path, tiny_mlp):
         path = config.out / plot.path
         assert path.exists() and json.loads(path.with_suffix(".json").read_text())["curves"]
     assert c5_rule({"C5": result}).value in {"supported", "refuted", "inconclusive"}
+    control = result.numbers["control"]
+    assert control["chance"] == pytest.approx(1 / 256) and set(control["per_k"]) == {"1", "2", "3"}
     assert len({tuple(row) for row in result.rows}) == 1  # one table, one set of columns

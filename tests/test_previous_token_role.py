@@ -1,17 +1,23 @@
 """C4's measurement: ablation by head, per-sequence shares, and the claim rule."""
 
-import math
-
+import numpy as np
 import pytest
 import torch
 
 from myopia.attribution.components import edit_outputs
 from myopia.experiments.c4_previous_token_heads import c4_rule
 from myopia.heads.detection import Head
+from myopia.heads.induction import repeated_random_tokens, repeated_token_losses
+from myopia.heads.matched_null import (
+    NullComparison,
+    exact_set_effects,
+    matched_sets,
+    permutation_p,
+    set_ablation_effects,
+)
 from myopia.heads.previous_token_role import heads_mean_ablated, per_sequence_head_shares
 from myopia.models.loading import load_model
 from myopia.report.registry import SectionResult
-from myopia.stats import mean_ci
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=4,d_mlp=64"
 
@@ -49,29 +55,77 @@ def test_shares_are_per_head_and_sequence_and_last_layer_only_serves_the_present
     assert torch.all(shares[[i for i in range(8) if i not in last]] > 0)
 
 
-def _numbers(share, margin):
+def _comparison(observed, null):
+    return NullComparison(observed, list(null)).to_dict()
+
+
+NULL = np.linspace(0.0, 1.0, 100)  # median 0.5, 95th percentile 0.95
+
+
+def _numbers(share, effect, control=(0.5, 0.5)):
     return {
         "C4": SectionResult(
             summary="",
             numbers={
-                "share_difference": mean_ci(share).to_dict(),
-                "ratio_margin": mean_ci(margin).to_dict(),
+                "heads": [{"layer": 1, "head": 0, "score": 0.9}],
+                "future_share": _comparison(share, NULL),
+                "ablation_effect": _comparison(effect, NULL),
+                "control": {
+                    "future_share": _comparison(control[0], NULL),
+                    "ablation_effect": _comparison(control[1], NULL),
+                },
             },
         )
     }
 
 
 @pytest.mark.parametrize(
-    "share, margin, verdict",
+    "share, effect, verdict",
     [
-        ([0.1, 0.12, 0.09], [5.0, 6.0, 5.5], "supported"),
-        ([-0.1, -0.12, -0.09], [5.0, 6.0, 5.5], "refuted"),
-        ([0.1, 0.12, 0.09], [-1.0, -2.0, -1.5], "refuted"),
-        ([0.1, -0.12, 0.09], [5.0, 6.0, 5.5], "inconclusive"),
+        (1.2, 3.0, "supported"),
+        (0.3, 3.0, "refuted"),  # the share lies below the null's median
+        (1.2, 0.1, "refuted"),
+        (0.9, 3.0, "inconclusive"),  # above the median, not above the 95th percentile
     ],
 )
-def test_rule_reads_both_intervals(share, margin, verdict):
-    assert c4_rule(_numbers(share, margin)).value == verdict
+def test_rule_against_the_matched_null(share, effect, verdict):
+    result = c4_rule(_numbers(share, effect))
+    assert result.value == verdict and result.control.passed
     assert c4_rule({}).value == "not run"
-    assert math.isinf(mean_ci([1.0]).low)
-    assert c4_rule(_numbers([0.1], [5.0])).value == "inconclusive"
+
+
+def test_a_failed_control_makes_the_rule_inconclusive():
+    result = c4_rule(_numbers(1.2, 3.0, control=(1.3, 2.0)))  # a random set "supported"
+    assert result.value == "inconclusive" and "failed its control" in result.reason
+    assert not result.control.passed
+
+
+def test_permutation_p_counts_the_observed():
+    assert permutation_p(2.0, NULL) == pytest.approx(1 / 101)
+    assert permutation_p(-1.0, NULL) == 1.0
+
+
+def test_matched_sets_keep_layers_and_avoid_the_detected_heads():
+    heads = [Head(1, 2, 0.9), Head(1, 0, 0.8), Head(3, 1, 0.7)]
+    sets = matched_sets(heads, n_heads=4, n_sets=50, seed=0)
+    for chosen in sets:
+        assert sorted(layer for layer, _ in chosen) == [1, 1, 3]
+        assert len(set(chosen)) == 3
+        assert not set(chosen) & {(1, 2), (1, 0), (3, 1)}
+    assert len({tuple(c) for c in sets}) > 1
+
+
+def test_batched_exact_ablation_equals_one_set_at_a_time():
+    model, _ = load_model(TINY)
+    ids = repeated_random_tokens(200, 6, 3, seed=0)
+    sets = [[(0, 1)], [(1, 2), (1, 3)], [(0, 0)]]
+    batched = exact_set_effects(model, ids, 6, sets)
+    clean = repeated_token_losses(model, ids, 6)
+    for chosen, value in zip(sets, batched, strict=True):
+        with heads_mean_ablated(model, [Head(layer, h, 1.0) for layer, h in chosen], ids):
+            ablated = repeated_token_losses(model, ids, 6)
+        expected = float(((ablated.second - clean.second) - (ablated.first - clean.first)).mean())
+        assert value == pytest.approx(expected, abs=1e-5)
+    # first order: one value per (layer, head), averaged over sequences
+    per_head = set_ablation_effects(model, ids, 6).mean(-1)
+    assert per_head.shape == (2, 4)

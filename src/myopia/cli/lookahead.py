@@ -48,8 +48,9 @@ def lookahead(
     progress: ProgressOption = True,
 ) -> None:
     """Fit linear probes from the hidden state at t to the token at t + k and score them
-    on held-out text against the unigram and bigram baselines (C5). Defaults: the report's
-    full budget (section C5)."""
+    on held-out text against the strongest token-only baseline (unigram, bigram, trigram,
+    4-gram, one-hot of the last 3 tokens), with the random-token control (C5). Defaults:
+    the report's full budget (section C5)."""
     from myopia.data.text import load_corpus
     from myopia.lookahead.measure import FutureProbeConfig, measure
     from myopia.models.loading import load_model

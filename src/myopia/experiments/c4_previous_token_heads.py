@@ -1,31 +1,27 @@
-"""C4: previous-token heads work for later positions.
+"""C4: previous-token heads work for later positions (CLAIMS.md v2).
 
-On the report's model (SmolLM2 by default), on repeated random tokens:
-- detect the previous-token heads (TransformerLens's pattern and "mul" metric; the top
-  3 with score ≥ 0.3: ``PreviousTokenHeadsConfig``);
-- first-order current/future attribution of every head at every position (mean
-  ablation): per sequence, median future share of the detected heads − median over all
-  heads;
-- mean-ablate the detected heads: loss rise on the first copy (where no induction can
-  help) against the second copy.
-CLAIMS.md's rule: supported if the median future share of the detected heads exceeds the
-median over all heads, and the ablation raises second-repeat loss at least 3× as much as
-first-repeat loss, CIs excluding equality. Read here, fixed before running: the 95% CI
-over sequences of (median share of detected − median of all) lies above 0, and that of
-(Δsecond − 3·Δfirst) lies above 0; refuted if either lies wholly below 0.
-The verdict is read on the report's model: the claim is about trained GPT-like models.
-Section C4-small repeats the measurement on a 2-layer attention-only model trained here,
-as a description (its induction heads form too slowly on a CPU to decide anything).
-The future share of the same heads on natural text is shown beside it.
+On the report's model (SmolLM2 by default): detect the previous-token heads on one set
+of repeated random tokens (``PreviousTokenHeadsConfig``: the top 3 with score ≥ 0.3), then
+compare them with layer-matched random head sets of the same size (the null,
+``myopia.heads.matched_null``) on two statistics measured elsewhere:
+(i) the median future share of the set's heads on natural text (first-order attribution);
+(ii) the mean-ablation effect Δsecond − Δfirst on fresh repeated random tokens (exact
+ablation of every set, batched; first order beside it only for its agreement).
+Rule, fixed before running: supported if both detected values exceed the null's 95th
+percentile (permutation p < 0.05); refuted if either lies below the null's median; else
+inconclusive. Control, in the report: a random matched set standing in for the detected
+heads, against the rest of the null, must not come out supported.
+Section C4-small repeats the version-1 measurement on a 2-layer attention-only model
+trained here, as a description.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-import numpy as np
 import torch
 
+from myopia.heads.plots import plot_null_distributions
 from myopia.heads.previous_token_role import (
     RATIO,
     PreviousTokenHeadsConfig,
@@ -33,13 +29,26 @@ from myopia.heads.previous_token_role import (
     measure,
     previous_token_role,
 )
-from myopia.plots import plot_losses_by_setting
 from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
-from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
-from myopia.stats import Interval, mean_ci
+from myopia.report.verdicts import (
+    INCONCLUSIVE,
+    NOT_RUN,
+    REFUTED,
+    SUPPORTED,
+    Control,
+    Verdict,
+    with_control,
+)
+from myopia.stats import mean_ci
 from myopia.training.induction_task import InductionTask, repeated_segments, train_induction_model
+
+LEVEL = 0.05  # permutation p below this = above the null's 95th percentile
+STATISTICS = {
+    "future_share": "median future share on natural text",
+    "ablation_effect": "ablation Δsecond − Δfirst (nats)",
+}
 
 
 def _config(ctx: ReportContext) -> PreviousTokenHeadsConfig:
@@ -70,70 +79,84 @@ def _role_rows(label: str, role: PreviousTokenRole) -> list[dict]:
     ]
 
 
-def _loss_plot(roles: dict[str, PreviousTokenRole], path, title):
-    settings = {
-        label: {
-            copy: {"values": values, "ci": mean_ci(values).to_dict()}
-            for copy, values in (
-                ("first copy", r.loss_rise_first),
-                ("second copy", r.loss_rise_second),
-            )
-        }
-        for label, r in roles.items()
-    }
-    return plot_losses_by_setting(settings, path, title, "loss rise when ablated (nats)")
-
-
-@section("C4", claim="C4", title="Previous-token heads: future share and ablation")
+@section("C4", claim="C4", title="Previous-token heads against layer-matched random heads")
 def previous_token_heads(ctx: ReportContext) -> SectionResult:
     config = _config(ctx)
     result = measure(ctx.model, ctx.tokenizer, config, ctx.documents())
     budget = _budget(config)
-    role, text_difference = result.role, result.natural_text_share_difference
-    if role is None:
+    if not result.heads:
         return SectionResult(
             summary=f"No head of {ctx.config.model} has a previous-token score ≥ "
             f"{config.threshold}: nothing to measure.",
+            numbers=result.to_dict(),
             budget=budget,
         )
+    numbers = result.to_dict()
+    heads = ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in result.heads)
     out = ctx.section_dir("C4")
-    plot = _loss_plot(
-        {ctx.config.model: role},
-        out / "ablation_loss_rise.png",
-        f"Mean-ablating the previous-token heads {role.heads_text()}: loss rise per copy, "
-        f"{budget['batch']} sequences of 2 × {budget['n']} repeated random tokens",
+    plot = plot_null_distributions(
+        {STATISTICS[k]: numbers[k] for k in STATISTICS},
+        out / "matched_null.png",
+        f"{ctx.config.model}: previous-token heads {heads} against {config.n_null} random "
+        "head sets of the same size, matched by layer",
     )
-    d = role.to_dict()
+    share, effect = numbers["future_share"], numbers["ablation_effect"]
+    agree, text = numbers["agreement"], numbers["text_effects"]
     summary = (
-        f"On {budget['batch']} sequences of {budget['n']} random tokens repeated once, the "
-        f"previous-token heads of {ctx.config.model} are {role.heads_text()}. Their median "
-        f"future share is {d['share_detected']['mean']:.3f} against "
-        f"{d['share_all']['mean']:.3f} for all heads: a difference of "
-        f"{role.share_gap.text()}. Mean-ablating them raises the loss on the first copy by "
-        f"{mean_ci(role.loss_rise_first).text()} nats and on the second copy by "
-        f"{mean_ci(role.loss_rise_second).text()} nats (Δsecond − {RATIO:g}·Δfirst = "
-        f"{role.ratio_margin.text()}). On natural text ({budget['text_batch']} × "
-        f"{budget['text_len']} tokens of {ctx.corpus_name()}), their median future share "
-        f"exceeds that of all heads by {text_difference.text()}."
+        f"Detected on {config.detect_batch} sequences of 2 × {config.n} repeated random tokens, "
+        f"the previous-token heads of {ctx.config.model} are {heads}. On "
+        f"{config.text_batch} × {config.text_len} tokens of {ctx.corpus_name()}, their median "
+        f"future share is {share['observed']:.3f}, against a median of "
+        f"{share['null_median']:.3f} and a 95th percentile of {share['null_q95']:.3f} over "
+        f"{share['n_null']} layer-matched random sets (p = {share['p']:.3f}). On "
+        f"{config.batch} fresh sequences, mean-ablating them changes Δsecond − Δfirst by "
+        f"{effect['observed']:+.3f} nats (exact; first order would say "
+        f"{agree['detected_first_order']:+.3f}), "
+        f"against a null median of {effect['null_median']:+.3f} and 95th percentile "
+        f"{effect['null_q95']:+.3f} (p = {effect['p']:.3f}). For the current position on "
+        f"natural text, ablating them changes the loss at the position itself by "
+        f"{text['current_per_position']:+.4f} nats per position and at later positions by "
+        f"{text['future_per_position']:+.4f} (first order, summed over the heads)."
     )
+    rows = [
+        {
+            "statistic": STATISTICS[key],
+            "detected heads": f"{numbers[key]['observed']:+.4f}",
+            "null median": f"{numbers[key]['null_median']:+.4f}",
+            "null 95th percentile": f"{numbers[key]['null_q95']:+.4f}",
+            "permutation p": f"{numbers[key]['p']:.3f}",
+            "control (a random set) p": f"{numbers['control'][key]['p']:.3f}",
+        }
+        for key in STATISTICS
+    ]
     return SectionResult(
         summary=summary,
-        numbers=result.to_dict(),
-        rows=_role_rows(ctx.config.model, role),
+        numbers=numbers,
+        rows=rows,
         plots=[
             Plot(
                 str(plot.relative_to(ctx.config.out)),
-                "Loss rise on each copy when the detected previous-token heads output "
-                "their mean (per-sequence dots; mean and 95% CI).",
+                "The null: each statistic for the layer-matched random head sets (grey); "
+                "red: the detected heads; dashed: the null's 95th percentile; dotted: its median.",
             )
         ],
         notes=[
             f"Detected: the top {config.top_k} heads by TransformerLens's previous-token score "
-            f"(mul metric, BOS kept) with score ≥ {config.threshold}, on the same repeated "
-            "tokens.",
-            "Future share per head and sequence: Σ|future| / (Σ|current| + Σ|future|) over "
-            "positions, first order (one ordinary and one myopic backward pass), mean "
-            "ablation; see `myopia attribute`.",
+            f"(mul metric, BOS kept) with score ≥ {config.threshold}, on sequences not used to "
+            "measure.",
+            "Null sets: for each detected head another head of its layer, never a detected "
+            "head. Permutation p = (1 + #null ≥ detected) / (1 + sets).",
+            f"First-order ablation against exact mean ablation on {agree['sets']} sets "
+            f"(the detected set and the null): Pearson r = {agree['pearson']:.3f}, largest "
+            f"difference {agree['max_abs_difference']:.3f} nats. The ablation statistic is the "
+            "exact one; the future share (i) and the current-position effects are first order "
+            "(every head at every position from two backward passes), which this agreement "
+            "says to read with care for heads whose removal changes much.",
+            "Control (rule 1): the first null set stands in for the detected heads against "
+            "the others; the rule must not say supported on it (it can by chance, at most "
+            "5% of seeds).",
+            "Left: the planted-head control in a small model built in code (a previous-token "
+            "head that feeds an induction head, and one useful only at its own position).",
         ],
         budget=budget,
     )
@@ -184,21 +207,42 @@ def small_model(ctx: ReportContext) -> SectionResult:
     )
 
 
+def c4_main(numbers: dict) -> Verdict:
+    """The v2 rule on the stored numbers: both p < 0.05 -> supported; either observed
+    below its null median -> refuted; else inconclusive."""
+    if not numbers.get("heads"):
+        return Verdict(INCONCLUSIVE, "no previous-token head was detected")
+    parts = [
+        f"{STATISTICS[k]} {numbers[k]['observed']:+.4f} (null median "
+        f"{numbers[k]['null_median']:+.4f}, 95th percentile {numbers[k]['null_q95']:+.4f}, "
+        f"p = {numbers[k]['p']:.3f})"
+        for k in STATISTICS
+    ]
+    described = "; ".join(parts)
+    if any(numbers[k]["observed"] < numbers[k]["null_median"] for k in STATISTICS):
+        return Verdict(REFUTED, f"{described}: one lies below the null's median")
+    if all(numbers[k]["p"] < LEVEL for k in STATISTICS):
+        return Verdict(SUPPORTED, f"{described}: both above the null's 95th percentile")
+    return Verdict(INCONCLUSIVE, f"{described}: not both above the null's 95th percentile")
+
+
+def c4_control(numbers: dict) -> Control:
+    """A random matched set standing in for the detected heads must not come out supported."""
+    control = numbers["control"]
+    stand_in = c4_main({"heads": numbers["heads"], **control})
+    return Control(
+        stand_in.value != SUPPORTED,
+        f"a layer-matched random set in place of the detected heads: {stand_in.value} "
+        f"(p = {control['future_share']['p']:.3f}, {control['ablation_effect']['p']:.3f})",
+    )
+
+
 @claim_rule("C4")
 def c4_rule(results: dict[str, SectionResult]) -> Verdict:
     measured = results.get("C4")
-    if measured is None or "ratio_margin" not in measured.numbers:
+    if measured is None or "heads" not in measured.numbers:
         return Verdict(NOT_RUN, "the previous-token head measurement (section C4) was not made")
-    share = Interval(**measured.numbers["share_difference"])
-    margin = Interval(**measured.numbers["ratio_margin"])
-    described = (
-        f"median future share, detected − all heads = {share.text()}; "
-        f"Δsecond − {RATIO:g}·Δfirst = {margin.text()}"
-    )
-    if not (np.isfinite(share.low) and np.isfinite(margin.low)):
-        return Verdict(INCONCLUSIVE, f"{described}: too few sequences for an interval")
-    if share.above(0) and margin.above(0):
-        return Verdict(SUPPORTED, f"{described}: both above 0")
-    if share.below(0) or margin.below(0):
-        return Verdict(REFUTED, f"{described}: one lies below 0")
-    return Verdict(INCONCLUSIVE, f"{described}: an interval straddles 0")
+    numbers = measured.numbers
+    if not numbers["heads"]:
+        return Verdict(INCONCLUSIVE, "no previous-token head was detected")
+    return with_control(c4_main(numbers), c4_control(numbers))

@@ -11,7 +11,7 @@ import torch
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt  # the one place that picks the file-only backend
 
-__all__ = ["plot_head_scores"]
+__all__ = ["plot_head_scores", "plot_null_distributions"]
 
 
 def plot_head_scores(
@@ -46,4 +46,25 @@ def plot_head_scores(
     fig.tight_layout()
     save_figure(fig, path)
     atomic_write_json(path.with_suffix(".json"), data)
+    return path
+
+
+def plot_null_distributions(panels: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
+    """One histogram per statistic: ``panels[name]`` is ``NullComparison.to_dict()``
+    (its ``null`` values, ``observed``, ``null_q95``, ``null_median``, ``p``); the detected
+    heads' value is the red line, the null's 95th percentile dashed, its median dotted.
+    The data go as JSON beside the figure."""
+    path = Path(path)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
+    for ax, (name, d) in zip(axes[0], panels.items(), strict=True):
+        ax.hist(d["null"], bins=25, color="0.7", label=f"{d['n_null']} matched random sets")
+        ax.axvline(d["null_q95"], color="k", ls="--", lw=1, label="null 95th percentile")
+        ax.axvline(d["null_median"], color="k", ls=":", lw=1, label="null median")
+        ax.axvline(d["observed"], color="red", lw=2, label=f"detected heads (p = {d['p']:.3f})")
+        ax.set_xlabel(name, fontsize=8)
+        ax.legend(fontsize=6)
+    fig.suptitle("\n".join(textwrap.wrap(title, 110)), fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    atomic_write_json(path.with_suffix(".json"), panels)
     return path

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 FAMILIES = ("residual", "lens")
-BASELINES = ("unigram", "bigram")  # the ones a probe must beat: token t alone
-# Descriptive references that do not vote: tokens t - 1 and t together (does the probe
-# know more than a two-token context?), and the model's own next token followed by the
-# bigram table (does it know more than the model's next-token guess?).
-REFERENCES = ("trigram", "model-chain")
+# The token-only baselines a probe must beat (CLAIMS.md v2: the strongest of them, chosen
+# on validation): token t alone (unigram, bigram), the last 2 and 3 tokens with back-off
+# (trigram, 4-gram), and a linear probe on the one-hot of the last 3 tokens ("onehot-3").
+BASELINES = ("unigram", "bigram", "trigram", "4-gram", "onehot-3")
+# A descriptive reference that does not vote: the model's own next token followed by the
+# bigram table (does the probe know more than the model's next-token guess?).
+REFERENCES = ("model-chain",)
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,9 @@ class LookaheadConfig:
     families: tuple[str, ...] = FAMILIES
     layers: tuple[int, ...] | None = None  # hidden-state indices; None: all (0 = embeddings)
     first_position: int = 1
+    # The one-hot baseline's tokens: each of the last 3 tokens as one of the this many most
+    # frequent tokens or "other" (3 x (n + 1) features, fitted like a residual probe).
+    onehot_classes: int = 512
     lambdas: tuple[float, ...] = tuple(float(x) for x in np.logspace(-4, 3, 15))
     smoothing: float = 1.0  # bigram probabilities: (count + s * unigram) / (total + s)
     batch_size: int = 8

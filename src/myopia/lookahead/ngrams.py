@@ -1,5 +1,5 @@
-"""The baselines: unigram and offset-k bigram (and trigram) tables, counted on text the
-probes never see."""
+"""The baselines: unigram, offset-k bigram, and trigram and 4-gram tables with back-off,
+counted on text the probes never see."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sparse
 import torch
+
+CONTEXTS = (2, 3)  # context lengths of the trigram and 4-gram tables
 
 
 @dataclass
@@ -18,8 +20,11 @@ class NgramTables:
     unigram_counts: np.ndarray  # (V,) int64
     pair_counts: dict[int, sparse.csr_matrix]  # k -> (V, V): count of (x_t, x_{t+k})
     smoothing: float = 1.0
-    # k -> (sorted keys x_{t-1} * V + x_t, the most frequent x_{t+k} after each key)
-    triple_modes: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # (context length m, k) -> (sorted keys of the m tokens x_{t-m+1..t} in base V, the
+    # most frequent x_{t+k} after each key); m = 2: trigram, m = 3: 4-gram
+    context_modes: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
     _modes: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -44,17 +49,23 @@ class NgramTables:
             matrix.sum_duplicates()
             pairs[k] = matrix
         tables = cls(vocab_size, unigram, pairs, smoothing)
-        for k in offsets:
-            if k + 1 < ids.shape[1]:
-                tables.triple_modes[k] = tables._count_triples(ids, k)
+        for m in CONTEXTS:
+            if vocab_size ** (m + 1) >= 2**63:
+                continue  # keys would overflow int64: no table of this order
+            for k in offsets:
+                if k + m - 1 < ids.shape[1]:
+                    tables.context_modes[m, k] = tables._count_contexts(ids, m, k)
         return tables
 
-    def _count_triples(self, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        v = self.vocab_size
-        before, now, later = ids[:, : -k - 1], ids[:, 1:-k], ids[:, k + 1 :]  # (N, T - k - 1)
-        key = before.ravel() * v + now.ravel()
-        triples, count = np.unique(key * v + later.ravel(), return_counts=True)
-        key, later = triples // v, triples % v
+    def _count_contexts(self, ids: np.ndarray, m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        v, t = self.vocab_size, ids.shape[1]
+        span = t - k - m + 1  # positions whose m-token context and target t + k fit
+        key = np.zeros(ids.shape[0] * span, dtype=np.int64)
+        for j in range(m):  # x_{t-m+1+j}, oldest first
+            key = key * v + ids[:, j : j + span].ravel()
+        later = ids[:, m - 1 + k : m - 1 + k + span].ravel()
+        combined, count = np.unique(key * v + later, return_counts=True)
+        key, later = combined // v, combined % v
         # Per key: highest count, then the more frequent token, then the lower id.
         order = np.lexsort((later, -self.unigram_counts[later], -count, key))
         key, later = key[order], later[order]
@@ -91,11 +102,28 @@ class NgramTables:
     def trigram_predictions(self, before: np.ndarray, current: np.ndarray, k: int):
         """The most frequent x_{t+k} after the pair (x_{t-1}, x_t); the bigram prediction
         for a pair the table text never shows."""
-        keys, modes = self.triple_modes[k]
-        query = before.astype(np.int64) * self.vocab_size + current
-        at = np.minimum(np.searchsorted(keys, query), max(len(keys) - 1, 0))
-        seen = keys[at] == query if len(keys) else np.zeros(len(query), dtype=bool)
-        return np.where(seen, modes[at] if len(keys) else 0, self.bigram_predictions(current, k))
+        return self.context_predictions(np.stack([before, current], axis=1), k)
+
+    def context_predictions(self, context: np.ndarray, k: int) -> np.ndarray:
+        """The most frequent x_{t+k} after the m tokens ``context`` (n, m), oldest first,
+        backing off to the last m - 1 tokens where the table text never shows them, down
+        to the bigram. A context entry < 0 (before the window's start) is never seen."""
+        context = np.asarray(context, dtype=np.int64)
+        m = context.shape[1]
+        if m == 1:
+            return self.bigram_predictions(context[:, 0], k)
+        shorter = self.context_predictions(context[:, 1:], k)
+        if (m, k) not in self.context_modes:
+            return shorter
+        keys, modes = self.context_modes[m, k]
+        if not len(keys):
+            return shorter
+        query = np.zeros(len(context), dtype=np.int64)
+        for j in range(m):
+            query = query * self.vocab_size + np.maximum(context[:, j], 0)
+        at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        seen = (keys[at] == query) & (context >= 0).all(1)
+        return np.where(seen, modes[at], shorter)
 
     def bigram_probabilities(self, current: np.ndarray, k: int, classes: np.ndarray):
         """``p_k(c | x_t)`` for the tokens ``current`` (n,) and ``classes`` (K,), smoothed

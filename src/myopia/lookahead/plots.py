@@ -21,7 +21,7 @@ def plot_lookahead(result: LookaheadResult, curves: dict, path: Path, title: str
     fig, axes = plt.subplots(
         1, len(families), figsize=(5.2 * len(families), 3.8), sharey=True, squeeze=False
     )
-    styles = {"bigram": "--", "unigram": ":", "trigram": "-."}
+    styles = {"bigram": "--", "unigram": ":", "4-gram": "-.", "onehot-3": (0, (1, 3, 5, 3))}
     layers = curves["layers"]
     for ax, family in zip(axes[0], families, strict=True):
         for i, k in enumerate(result.offsets):

@@ -24,6 +24,63 @@ def _positions(seq_len: int, config: LookaheadConfig) -> torch.Tensor:
     return torch.arange(config.first_position, last + 1)
 
 
+CONTEXT = {"trigram": 2, "4-gram": 3}  # tokens of context of each table baseline
+
+
+def _onehot_features(tables: NgramTables, n_tokens: int):
+    """A function from contexts (n, m) of token ids (-1: before the window) to the
+    concatenated one-hots (n, m * (n_tokens + 1)) of each token among the ``n_tokens`` most
+    frequent of the table text, the last column of each block meaning "any other"."""
+    index = np.full(tables.vocab_size + 1, n_tokens, dtype=np.int64)  # the last: id -1
+    top = tables.top_classes(n_tokens)
+    index[top] = np.arange(len(top))
+    width = n_tokens + 1
+
+    def features(context: np.ndarray) -> torch.Tensor:
+        n, m = context.shape
+        out = torch.zeros(n, m * width)
+        cols = torch.from_numpy(index[context] + width * np.arange(m))  # (n, m)
+        out.scatter_(1, cols, 1.0)
+        return out
+
+    return features
+
+
+def _fit_residual(
+    design: _Design,
+    y: torch.Tensor,
+    table: tuple[torch.Tensor, torch.Tensor],
+    distinct: torch.Tensor,
+    n_classes: int,
+    lambdas: tuple[float, ...],
+    token_sums: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A residual probe: ridge weights (d, K) and bias (K,) fitted to onehot(y) − p_k(· | x_t)
+    on the design's positions, and the penalty GCV chose. ``y`` (n,) holds class indices (K:
+    outside the classes), ``table`` the bigram rows of the distinct current tokens and their
+    expansion to positions, ``distinct`` (n,) each position's row."""
+    probs, per_token = table  # (u, K), (n, K)
+    n = len(design.x)
+    inside = y < n_classes
+    # x̃ᵀ(Y − P) / n, with Y one-hot and P = per_token: x̃ᵀY by class sums, x̃ᵀP through
+    # the sums of x̃ over the positions of each token.
+    xy = torch.zeros(n_classes, design.x.shape[1])
+    xy.index_add_(0, y[inside], design.x[inside])
+    if token_sums is None:
+        token_sums = torch.zeros(len(probs), design.x.shape[1])
+        token_sums.index_add_(0, distinct, design.x)  # (u, d)
+    cross = (xy.T - token_sums.T @ probs) / n  # (d, K)
+    p_true = torch.zeros(n)
+    p_true[inside] = per_token[inside].gather(1, y[inside, None])[:, 0]
+    mean_sq = float((inside.float() - 2 * p_true + (per_token**2).sum(1)).double().mean())
+    z_mean = torch.bincount(y[inside], minlength=n_classes).float() / n
+    z_mean = z_mean - per_token.mean(0)  # (K,)
+    target_var = mean_sq - float((z_mean.double() ** 2).sum())
+    w, lam = design.solve(cross, target_var, lambdas)
+    weight, bias = design.to_raw(w, z_mean)  # (d, K), (K,)
+    return weight, bias, lam
+
+
 def _per_window(correct: torch.Tensor, n_windows: int) -> np.ndarray:
     """(n_windows * P,) booleans -> (n_windows,) accuracy per window."""
     return correct.view(n_windows, -1).double().mean(1).numpy()
@@ -71,9 +128,14 @@ def probe_states(
     # The bigram distribution over the classes, for the residual probes: the distinct
     # current tokens of each set, the map position -> distinct token, and per offset the
     # table's rows for them (u, K) and their expansion to positions (n, K).
+    def context(s: StateSet, m: int) -> np.ndarray:  # (n, m) tokens t-m+1..t, -1 before 0
+        padded = torch.cat([torch.full((len(s.tokens), m), -1), s.tokens], dim=1)
+        cols = [padded[:, positions + m - j] for j in range(m - 1, -1, -1)]
+        return torch.stack(cols, -1).reshape(-1, m).numpy()
+
     sets = {"fit": fit, "val": val, "eval": held_out}
     distinct, tables_at = {}, {}
-    if "residual" in families:
+    if "residual" in families or "onehot-3" in BASELINES:
         for name, s in sets.items():
             values, inverse = np.unique(current(s), return_inverse=True)
             distinct[name] = torch.from_numpy(inverse.reshape(-1))  # (n,)
@@ -86,8 +148,8 @@ def probe_states(
     for name in (*BASELINES, *REFERENCES):
         if name == "model-chain" and (val.predicted is None or held_out.predicted is None):
             continue
-        if name == "trigram" and config.first_position < 1:
-            continue
+        if name == "onehot-3":
+            continue  # fitted below, like a probe
         per_val, per_eval = [], []
         for k in offsets:
             for s, out in ((val, per_val), (held_out, per_eval)):
@@ -96,9 +158,8 @@ def probe_states(
                     guess = np.full_like(cur, tables.unigram_prediction)
                 elif name == "bigram":
                     guess = tables.bigram_predictions(cur, k)
-                elif name == "trigram":
-                    before = s.tokens[:, positions - 1].reshape(-1).numpy()
-                    guess = tables.trigram_predictions(before, cur, k)
+                elif name in ("trigram", "4-gram"):
+                    guess = tables.context_predictions(context(s, CONTEXT[name]), k)
                 else:  # the model's next token at t, then the bigram table for k - 1 more
                     nxt = s.predicted[:, positions].reshape(-1).numpy()
                     guess = nxt if k == 1 else tables.bigram_predictions(nxt, k - 1)
@@ -106,6 +167,25 @@ def probe_states(
                 out.append(_per_window(correct, len(s.tokens)))
         baseline_val[name] = np.array([v.mean() for v in per_val])
         baseline_eval[name] = np.stack(per_eval)
+
+    if "onehot-3" in BASELINES:
+        onehot = _onehot_features(tables, config.onehot_classes)
+        design = _Design.of(onehot(context(fit, 3)))
+        per_val, per_eval = [], []
+        for k in offsets:
+            weight, bias, _ = _fit_residual(
+                design,
+                class_of[target(fit, k)],
+                tables_at["fit", k],
+                distinct["fit"],
+                n_classes,
+                config.lambdas,
+            )
+            for s, name, out in ((val, "val", per_val), (held_out, "eval", per_eval)):
+                winner = _top1(onehot(context(s, 3)), weight, bias, tables_at[name, k][1])
+                out.append(_per_window(classes_t[winner] == target(s, k), len(s.tokens)))
+        baseline_val["onehot-3"] = np.array([v.mean() for v in per_val])
+        baseline_eval["onehot-3"] = np.stack(per_eval)
 
     n_layers, n_offsets = len(fit.layers), len(offsets)
     probe_val = {f: np.zeros((n_layers, n_offsets)) for f in families}
@@ -123,27 +203,18 @@ def probe_states(
         for oi, k in enumerate(offsets):
             for family in families:
                 if family == "residual":
-                    probs, per_token = tables_at["fit", k]  # (u, K), (n, K)
-                    y = class_of[target(fit, k)]  # (n,) K: outside the classes
-                    inside = y < n_classes
-                    # x̃ᵀ(Y − P) / n, with Y one-hot and P = per_token: x̃ᵀY by class
-                    # sums, x̃ᵀP through the sums of x̃ over the positions of each token.
-                    xy = torch.zeros(n_classes, design.x.shape[1])
-                    xy.index_add_(0, y[inside], design.x[inside])
                     if token_sums is None:
-                        token_sums = torch.zeros(len(probs), design.x.shape[1])
+                        token_sums = torch.zeros(len(tables_at["fit", k][0]), design.x.shape[1])
                         token_sums.index_add_(0, distinct["fit"], design.x)  # (u, d)
-                    cross = (xy.T - token_sums.T @ probs) / n  # (d, K)
-                    p_true = torch.zeros(n)
-                    p_true[inside] = per_token[inside].gather(1, y[inside, None])[:, 0]
-                    mean_sq = float(
-                        (inside.float() - 2 * p_true + (per_token**2).sum(1)).double().mean()
+                    weight, bias, lam = _fit_residual(
+                        design,
+                        class_of[target(fit, k)],
+                        tables_at["fit", k],
+                        distinct["fit"],
+                        n_classes,
+                        config.lambdas,
+                        token_sums,
                     )
-                    z_mean = torch.bincount(y[inside], minlength=n_classes).float() / n
-                    z_mean = z_mean - per_token.mean(0)  # (K,)
-                    target_var = mean_sq - float((z_mean.double() ** 2).sum())
-                    w, lam = design.solve(cross, target_var, config.lambdas)
-                    weight, bias = design.to_raw(w, z_mean)  # (d, K), (K,)
                 else:  # lens: the final state at t + k - 1, decoded by the unembedding
                     goal = fit.final[:, positions + k - 1].reshape(n, -1)  # (n, d_final)
                     z_mean = goal.double().mean(0).float()

@@ -69,6 +69,9 @@ class DriftConfig:
     @classmethod
     def full(cls) -> DriftConfig:
         """The report's budget (and ``myopia drift``'s defaults)."""
+        # Power (fixed before the verdict run): per-prompt accuracy lies in [0, 1], so its
+        # sd <= 0.5 whatever the pilot says; n_for_half_width(0.5, 0.135) = 56 test prompts,
+        # so 112 prompts (half held out) give a k = 64 CI of at most ±0.135.
         return cls(prompt_len=32, continuation_len=64, n_prompts=112)
 
     @classmethod

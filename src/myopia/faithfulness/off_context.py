@@ -83,7 +83,9 @@ class OffContextConfig:
 
     @classmethod
     def full(cls) -> OffContextConfig:
-        # Budget fixed on pilot seeds 1, 2, 3 before the verdict run: POWER.
+        # Power (fixed before the verdict run): a per-article answer rate lies in [0, 1],
+        # so its sd <= 0.5; n_for_half_width(0.5, 0.19, minimum=30) = 30 articles per half
+        # (the floor CLAIMS v2 asks), i.e. 60 articles x 5 questions = 300 records.
         return cls(records=300, samples=2, sample_limit=6, max_new_tokens=16)
 
     @classmethod

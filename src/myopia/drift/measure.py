@@ -71,7 +71,9 @@ class DriftConfig:
         """The report's budget (and ``myopia drift``'s defaults)."""
         # Power (fixed before the verdict run): per-prompt accuracy lies in [0, 1], so its
         # sd <= 0.5 whatever the pilot says; n_for_half_width(0.5, 0.135) = 56 test prompts,
-        # so 112 prompts (half held out) give a k = 64 CI of at most ±0.135.
+        # so 112 prompts (half held out) give a k = 64 CI of at most ±0.135. Pilot seed 1
+        # (after the budget was fixed, unchanged by it): sd 0.24 at k = 64 (±0.063), 0.375
+        # for the rise (±0.10).
         return cls(prompt_len=32, continuation_len=64, n_prompts=112)
 
     @classmethod

@@ -7,9 +7,10 @@ from transformers import GenerationConfig
 
 from conftest import TINY_LLAMA as TINY  # the model of the `tiny` fixture
 from myopia.drift import DriftConfig, measure_drift, sample_pairs
-from myopia.drift.measure import nll_and_states, probe_accuracy
+from myopia.drift.measure import DriftResult, nll_and_states, probe_accuracy
 from myopia.errors import MyopiaError
-from myopia.experiments.c9_drift import drift_verdict
+from myopia.experiments.c9_drift import c9_rule, drift_verdict
+from myopia.report.registry import MEASURED, SectionResult
 from myopia.stats import Interval
 
 
@@ -54,10 +55,10 @@ def test_pairs_are_transformers_pure_sampling_with_end_of_text_suppressed(tiny):
     assert torch.equal(pairs.generated, expected)
 
 
-def test_nll_and_pooled_states_equal_a_plain_forward_pass(tiny):
+def test_nll_and_window_states_equal_a_plain_forward_pass(tiny):
     model, tokenizer = tiny
     sequences = natural_windows(tokenizer, 3, 12)
-    nll, states = nll_and_states(model, sequences, 4, [0, 3, 7], [1, 2], batch_size=2)
+    nll, states = nll_and_states(model, sequences, 4, [2, 3, 7], [1, 2], batch_size=2, window=3)
     with torch.no_grad():
         out = model(input_ids=sequences, output_hidden_states=True)
     log_probs = torch.log_softmax(out.logits.float(), -1)
@@ -67,8 +68,8 @@ def test_nll_and_pooled_states_equal_a_plain_forward_pass(tiny):
                 -log_probs[i, t - 1, sequences[i, t]].item(), abs=1e-5
             )
         for j, layer in enumerate([1, 2]):
-            for p_index, p in enumerate([0, 3, 7]):
-                expected = out.hidden_states[layer][i, 4 : 4 + p + 1].mean(0)
+            for p_index, p in enumerate([2, 3, 7]):  # the 3 tokens ending at p
+                expected = out.hidden_states[layer][i, 4 + p - 2 : 4 + p + 1].mean(0)
                 assert np.allclose(states[i, j, p_index], expected.numpy(), atol=1e-5)
 
 
@@ -89,35 +90,72 @@ def test_the_probe_finds_a_planted_difference_and_not_an_absent_one():
 def test_an_untrained_models_samples_are_told_from_english(tiny):
     model, tokenizer = tiny
     config = DriftConfig(
-        prompt_len=6, continuation_len=10, n_prompts=40, lengths=(1, 10), layer_stride=1
+        prompt_len=6, continuation_len=10, n_prompts=40, lengths=(2, 10), layer_stride=1, window=2
     )
     windows = natural_windows(tokenizer, 40, 16)
-    result = measure_drift(model, windows, config)
+    other = natural_windows(tokenizer, 40, 16, seed=1)
+    result = measure_drift(model, windows, config, control_windows=other)
     assert result.accuracy[10].mean > 0.9 and result.nll_natural.shape == (40, 10)
+    # Control: natural vs other natural text of the same kind stays at chance.
+    assert result.control.low <= 0.5 <= result.control.high
     numbers = result.to_dict()
     assert (
-        set(numbers["accuracy"]) == {"1", "10"} and len(numbers["nll_by_position"]["natural"]) == 10
+        set(numbers["accuracy"]) == {"2", "10"} and len(numbers["nll_by_position"]["natural"]) == 10
     )
+    assert numbers["control"]["accuracy"]["mean"] == result.control.mean
     with pytest.raises(MyopiaError, match="probe lengths"):
         measure_drift(model, windows, DriftConfig(prompt_len=6, continuation_len=10, lengths=(11,)))
+    with pytest.raises(MyopiaError, match="probe lengths"):  # shorter than the window
+        measure_drift(
+            model, windows, DriftConfig(prompt_len=6, continuation_len=10, lengths=(1, 10))
+        )
+
+
+def test_the_gap_slope_finds_a_planted_drift_and_not_a_constant_offset():
+    rng = np.random.default_rng(0)
+    n, length = 50, 32
+    generated = rng.normal(size=(n, length))
+    offset = generated + 1.0 + 0.1 * rng.normal(size=(n, length))
+    drifting = generated + 0.05 * np.arange(length) + 0.1 * rng.normal(size=(n, length))
+    base = dict(accuracy={}, layer={}, cv_accuracy={}, rise=None, n_train=0, n_test=0)
+    flat = DriftResult(DriftConfig(), offset, generated, **base).gap_slope()
+    assert flat.low <= 0 <= flat.high
+    rising = DriftResult(DriftConfig(), drifting, generated, **base).gap_slope()
+    assert rising.low > 0.04 and rising.high < 0.06
 
 
 def interval(mean, low, high):
     return Interval(mean=mean, low=low, high=high, n=50, level=0.95)
 
 
+AT_CHANCE, ABOVE_CHANCE = interval(0.5, 0.42, 0.58), interval(0.65, 0.56, 0.74)
+
+
 @pytest.mark.parametrize(
-    ("accuracy", "rise", "verdict"),
+    ("accuracy", "rise", "control", "verdict"),
     [
-        (interval(0.85, 0.78, 0.92), interval(0.3, 0.2, 0.4), "supported"),
-        (interval(0.85, 0.78, 0.92), interval(0.02, -0.05, 0.09), "inconclusive"),
-        (interval(0.72, 0.65, 0.79), interval(0.3, 0.2, 0.4), "inconclusive"),
-        (interval(0.6, 0.52, 0.68), interval(0.3, 0.2, 0.4), "refuted"),
-        (interval(0.85, 0.78, 0.92), interval(-0.2, -0.3, -0.1), "refuted"),
+        (interval(0.85, 0.78, 0.92), interval(0.3, 0.2, 0.4), AT_CHANCE, "supported"),
+        # high but not rising: the difference is there from the start
+        (interval(0.85, 0.78, 0.92), interval(0.02, -0.05, 0.09), AT_CHANCE, "inconclusive"),
+        (interval(0.72, 0.65, 0.79), interval(0.3, 0.2, 0.4), AT_CHANCE, "inconclusive"),
+        (interval(0.5, 0.42, 0.58), interval(0.0, -0.1, 0.1), AT_CHANCE, "refuted"),
+        (interval(0.62, 0.55, 0.69), interval(0.3, 0.2, 0.4), AT_CHANCE, "inconclusive"),
+        # failed control: natural vs natural above chance makes any verdict inconclusive
+        (interval(0.85, 0.78, 0.92), interval(0.3, 0.2, 0.4), ABOVE_CHANCE, "inconclusive"),
+        (interval(0.5, 0.42, 0.58), interval(0.0, -0.1, 0.1), ABOVE_CHANCE, "inconclusive"),
     ],
 )
-def test_the_c9_rule(accuracy, rise, verdict):
-    assert drift_verdict(accuracy, rise, 64).value == verdict
+def test_the_c9_rule(accuracy, rise, control, verdict):
+    numbers = {
+        "accuracy": {"8": interval(0.5, 0.4, 0.6).to_dict(), "64": accuracy.to_dict()},
+        "rise": rise.to_dict(),
+        "control": {"accuracy": control.to_dict()},
+    }
+    result = c9_rule({"C9": SectionResult("", numbers=numbers, status=MEASURED)})
+    assert result.value == verdict
+    assert result.control.passed == (control is AT_CHANCE)
+    assert drift_verdict(accuracy, rise, 64).value in ("supported", "refuted", "inconclusive")
+    assert c9_rule({}).value == "not run"
 
 
 def test_the_drift_command_writes_its_json_and_plots(tmp_path):
@@ -130,11 +168,11 @@ def test_the_drift_command_writes_its_json_and_plots(tmp_path):
     out = tmp_path / "out"
     result = myopia(
         "drift", "--model", TINY, "--text", str(text), "--n-prompts", "16", "--prompt-len", "4",
-        "--continuation-len", "8", "--out", str(out), "--no-progress",
+        "--continuation-len", "16", "--out", str(out), "--no-progress",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "drift.json").read_text())
-    assert set(saved["accuracy"]) == {"1", "2", "4", "8"}
+    assert set(saved["accuracy"]) == {"8", "16"} and saved["control"]["accuracy"] is not None
     assert (out / "nll_by_position.png").exists() and (out / "probe_accuracy.json").exists()
     bad = invoke("drift", "--model", TINY, "--text", str(text), "--length", "99", "--no-progress")
     assert isinstance(bad.exception, MyopiaError) and "probe lengths" in str(bad.exception)

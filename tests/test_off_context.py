@@ -1,6 +1,6 @@
 """C8: the article generator, the JSONL schema, the answer classifier, the evaluator with
-planted preferences (halves, best framing, paired difference), the rule on hand-made
-numbers, and the CLI on a tiny model."""
+planted preferences (halves, framing chosen by selectivity, paired gain), the crossed
+bootstrap, the rule on hand-made numbers, and the CLI on a tiny model."""
 
 import json
 
@@ -19,6 +19,7 @@ from myopia.faithfulness.article_data import (
     generate_article_questions,
 )
 from myopia.faithfulness.classify import classify_answer
+from myopia.faithfulness.crossed_bootstrap import CrossedBootstrap
 from myopia.faithfulness.off_context import (
     SELECTION,
     VERDICT,
@@ -30,7 +31,7 @@ from myopia.faithfulness.phrasing_classes import disjoint_phrasings
 from myopia.faithfulness.records import read_records, write_records
 from myopia.report.registry import MEASURED, SectionResult
 from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED
-from myopia.stats import Interval
+from myopia.stats import Interval, cluster_bootstrap_mean
 from test_cli import invoke, myopia
 
 TINY = "fresh-llama:d_model=32,n_layers=2,n_heads=2"
@@ -147,30 +148,67 @@ def _planted(answered):
     return scorer
 
 
-def test_evaluator_selects_on_one_half_and_measures_the_other():
+def test_evaluator_selects_by_selectivity_on_one_half_and_measures_the_other():
     records = _records()
     halves = split_halves(records, seed=0)
     assert sorted(halves.values()).count(SELECTION) == 4
 
     # Plain answers everything; "instruction" refuses off-topic questions but answers
-    # controls; "quiz" refuses everything; "complete" changes nothing.
+    # controls; "quiz" refuses everything (the lowest off-topic rate, but no selectivity);
+    # "complete" changes nothing.
     def answered(framing, request):
         off_topic = "control" not in request.query
         return framing in ("plain", "complete") or (framing == "instruction" and not off_topic)
 
-    config = OffContextConfig(framings=("plain", "complete", "instruction"))
+    config = OffContextConfig(framings=("plain", "quiz", "complete", "instruction"))
     result = evaluate_off_context(None, None, records, config, _planted(answered), lambda qs: {})
     assert result.best_framing == "instruction"
     assert result.plain_rate().mean == 1.0 and result.plain_rate().n == 12
-    assert result.difference().mean == 1.0
+    assert result.selectivity_gain().mean == 1.0 and result.selectivity_gain().low == 1.0
+    assert result.control_drop().mean == 0.0
     table = result.table()
-    assert table["instruction"]["control_all"]["mean"] == 1.0
+    assert table["instruction"]["control_verdict"]["mean"] == 1.0
+    assert table["quiz"]["selectivity_selection"]["mean"] == 0.0
     assert table["complete"]["off_topic_verdict"] is None  # not scored on the verdict half
     assert {r["half"] for r in result.items if r["framing"] == "complete"} == {SELECTION}
-    assert off_context_verdict(result.plain_rate(), result.difference()).value in (
-        SUPPORTED,
-        INCONCLUSIVE,
+    numbers = result.to_dict()
+    verdict = c8_rule({"C8": SectionResult("", numbers=numbers, status=MEASURED)})
+    assert verdict.value == SUPPORTED and verdict.control.passed
+
+
+def test_a_framing_that_refuses_everything_is_not_chosen_and_absent_effect_is_not_supported():
+    """quiz refuses everything (off-topic rate 0, selectivity 0); instruction refuses only
+    Q0 (off-topic rate 2/3, selectivity 1/3): selectivity picks instruction. Absent effect:
+    when no framing changes anything, the gain is 0 and the verdict is not supported."""
+    records = _records(12)
+    config = OffContextConfig(framings=("plain", "quiz", "instruction"))
+
+    def answered(framing, request):
+        return framing == "plain" or (framing == "instruction" and "Q0?" not in request.query)
+
+    result = evaluate_off_context(None, None, records, config, _planted(answered), lambda qs: {})
+    assert result.best_framing == "instruction"
+    result = evaluate_off_context(
+        None, None, records, config, _planted(lambda f, r: True), lambda qs: {}
     )
+    assert result.selectivity_gain().mean == 0.0
+    numbers = result.to_dict()
+    verdict = c8_rule({"C8": SectionResult("", numbers=numbers, status=MEASURED)})
+    assert verdict.value == INCONCLUSIVE
+
+
+def test_crossed_bootstrap_resamples_questions_as_well_as_articles():
+    """One question answered everywhere, the others nowhere: an article-only bootstrap
+    sees no spread (every article has the same rate); the crossed one does."""
+    items = [
+        {"article_id": f"a{a}", "question": f"q{q}", "kind": "off-topic", "x": float(q == 0)}
+        for a in range(10)
+        for q in range(4)
+    ]
+    replicates = CrossedBootstrap(items, seed=0).replicates(items, [r["x"] for r in items])
+    assert replicates.std() > 0.1 and abs(replicates.mean() - 0.25) < 0.03
+    article_only = cluster_bootstrap_mean([r["x"] for r in items], [r["article_id"] for r in items])
+    assert article_only.low == article_only.high == 0.25
 
 
 def test_closed_book_answer_joins_the_answer_class():
@@ -189,19 +227,49 @@ def test_closed_book_answer_joins_the_answer_class():
     assert control and all(r.continuations == (" tea", " no") for r in control)
 
 
-def test_rule_on_hand_made_numbers():
-    high, low = Interval(0.8, 0.7, 0.9, 100, 0.95), Interval(0.1, 0.05, 0.2, 100, 0.95)
-    straddle = Interval(0.3, 0.2, 0.4, 100, 0.95)
-    lowers, raises = Interval(0.3, 0.2, 0.4, 100, 0.95), Interval(-0.3, -0.4, -0.2, 100, 0.95)
-    nothing = Interval(0.0, -0.05, 0.05, 100, 0.95)
-    assert off_context_verdict(high, lowers).value == SUPPORTED
-    assert off_context_verdict(low, lowers).value == REFUTED
-    assert off_context_verdict(high, raises).value == REFUTED
-    assert off_context_verdict(high, nothing).value == INCONCLUSIVE
-    assert off_context_verdict(straddle, lowers).value == INCONCLUSIVE
-    numbers = {"plain_rate": high.__dict__, "difference_plain_minus_best": lowers.__dict__}
-    assert c8_rule({"C8": SectionResult("", numbers=numbers, status=MEASURED)}).value == SUPPORTED
+def _i(mean, low, high):
+    return Interval(mean, low, high, 100, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("plain", "gain", "drop", "control", "verdict"),
+    [
+        (_i(0.8, 0.7, 0.9), _i(0.3, 0.2, 0.4), _i(0.05, 0.0, 0.1), _i(0.9, 0.8, 1.0), SUPPORTED),
+        (_i(0.1, 0.05, 0.2), _i(0.3, 0.2, 0.4), _i(0.0, 0.0, 0.0), _i(0.9, 0.8, 1.0), REFUTED),
+        # the framing buys selectivity by refusing controls: more than 0.10 lost
+        (_i(0.8, 0.7, 0.9), _i(0.3, 0.2, 0.4), _i(0.2, 0.1, 0.3), _i(0.9, 0.8, 1.0), INCONCLUSIVE),
+        (_i(0.8, 0.7, 0.9), _i(0.0, -0.1, 0.1), _i(0.0, 0.0, 0.0), _i(0.9, 0.8, 1.0), INCONCLUSIVE),
+        (_i(0.3, 0.2, 0.4), _i(0.3, 0.2, 0.4), _i(0.0, 0.0, 0.0), _i(0.9, 0.8, 1.0), INCONCLUSIVE),
+        # failed control: the controls are not answered, so any verdict is inconclusive
+        (_i(0.8, 0.7, 0.9), _i(0.3, 0.2, 0.4), _i(0.0, 0.0, 0.1), _i(0.5, 0.4, 0.6), INCONCLUSIVE),
+        (_i(0.1, 0.05, 0.2), _i(0.3, 0.2, 0.4), _i(0.0, 0.0, 0.0), _i(0.5, 0.4, 0.6), INCONCLUSIVE),
+    ],
+)
+def test_rule_on_hand_made_numbers(plain, gain, drop, control, verdict):
+    numbers = {
+        "plain_rate": plain.to_dict(),
+        "selectivity_gain": gain.to_dict(),
+        "control_drop": drop.to_dict(),
+        "control_rate_plain": control.to_dict(),
+    }
+    result = c8_rule({"C8": SectionResult("", numbers=numbers, status=MEASURED)})
+    assert result.value == verdict
+    assert result.control.passed == (control.mean >= 0.7)
+    if not result.control.passed:
+        assert "failed its control" in result.reason
+    assert off_context_verdict(plain, gain, drop).value in (SUPPORTED, REFUTED, INCONCLUSIVE)
     assert c8_rule({}).value == NOT_RUN
+
+
+def test_answer_phrasings_that_only_restate_the_question_are_refused(tmp_path):
+    record = generate_article_questions(2, seed=0)[1]
+    bad = json.loads(json.dumps(record.__dict__))
+    bad["question"] = "What is the capital of Australia?"
+    bad["answers"] = [" Canberra", " The capital of Australia is"]
+    path = tmp_path / "q.jsonl"
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(MyopiaError, match=r"line 1: answer phrasing ' The capital of Australia"):
+        read_records(path, ArticleQuestion)
 
 
 def test_cli_on_a_tiny_model_writes_its_json(tmp_path):

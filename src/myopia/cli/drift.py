@@ -36,8 +36,9 @@ def drift(
         list[int] | None,
         typer.Option(
             "--length",
-            help="Generated-token counts at which the probe is scored (repeatable; default "
-            "1, 2, 4, ... up to the continuation length).",
+            help="Tokens k at which the probe is scored, on the 8-token window ending at "
+            "token k (repeatable, each at least 8; default 8, 16, 32, ... up to the "
+            "continuation length).",
         ),
     ] = None,
     seed: PresetSeedOption = None,
@@ -56,7 +57,7 @@ def drift(
 
     if lengths is None and continuation_len is not None:
         # The default lengths follow a continuation length the user chose.
-        lengths = [2**i for i in range(continuation_len.bit_length())] + [continuation_len]
+        lengths = [2**i for i in range(3, continuation_len.bit_length())] + [continuation_len]
     config = with_options(
         DriftConfig.full(),
         n_prompts=n_prompts,
@@ -68,9 +69,12 @@ def drift(
     config.check()
     loaded, tokenizer = load_model(model)
     result = measure(loaded.eval(), tokenizer, config, load_corpus(text), show_progress=progress)
-    table = Table("generated tokens", "probe layer", "held-out accuracy (95% CI)", title=model)
+    table = Table("window ends at token", "probe layer", "held-out accuracy (95% CI)", title=model)
     for k in config.lengths:
         table.add_row(str(k), str(result.layer[k]), result.accuracy[k].text(".3f"))
     out_console.print(table)
     out_console.print(f"rise from the shortest to the longest: {result.rise.text('+.3f')}")
+    if result.control is not None:
+        out_console.print(f"control, natural vs natural (chance 0.5): {result.control.text('.3f')}")
+    out_console.print(f"NLL gap slope per token: {result.gap_slope().text('+.4f')}")
     print_written(result.write(out, model))

@@ -216,14 +216,23 @@ def off_context(
     questions, saved = records(data, ArticleQuestion, lambda: make_questions(config), save_data)
     loaded, tokenizer = load_model(model)
     result = measure(loaded, tokenizer, config, questions, show_progress=progress)
-    table = Table("framing", "off-topic answered (all)", "control answered", title=f"{model} (C8)")
+    table = Table(
+        "framing",
+        "off-topic answered (verdict half)",
+        "control answered (verdict half)",
+        "selectivity (verdict half)",
+        title=f"{model} (C8)",
+    )
     for framing, entry in result.table().items():
-        cells = [entry["off_topic_all"], entry["control_all"]]
+        cells = [entry["off_topic_verdict"], entry["control_verdict"], entry["selectivity_verdict"]]
         texts = [f"{c['mean']:.2f} [{c['low']:.2f}, {c['high']:.2f}]" if c else "-" for c in cells]
-        best = " (best)" if framing == result.best_framing else ""
-        table.add_row(framing + best, *texts)
+        chosen = " (chosen on the selection half)" if framing == result.best_framing else ""
+        table.add_row(framing + chosen, *texts)
     out_console.print(table)
-    diff = result.difference()
-    if diff is not None:
-        out_console.print(f"plain − {result.best_framing} (verdict half): {diff.text('+.2f')}")
+    for label, value in (
+        (f"selectivity gain, {result.best_framing} − plain", result.selectivity_gain()),
+        (f"control drop, plain − {result.best_framing}", result.control_drop()),
+    ):
+        if value is not None:
+            out_console.print(f"{label} (verdict half): {value.text('+.2f')}")
     print_written(saved + result.write(out, model))

@@ -42,13 +42,20 @@ def plot_probe_accuracy(
     means = [result.accuracy[k].mean for k in lengths]
     lows = [result.accuracy[k].mean - result.accuracy[k].low for k in lengths]
     highs = [result.accuracy[k].high - result.accuracy[k].mean for k in lengths]
-    ax.errorbar(lengths, means, yerr=[lows, highs], fmt="o-", capsize=3)
+    ax.errorbar(lengths, means, yerr=[lows, highs], fmt="o-", capsize=3, label="natural vs own")
+    if result.control is not None:
+        c = result.control
+        ax.errorbar(
+            [lengths[-1]], [c.mean], yerr=[[c.mean - c.low], [c.high - c.mean]],
+            fmt="s", color="C2", capsize=3, label="control: natural vs natural",
+        )  # fmt: skip
+        ax.legend(fontsize=8, loc="lower right")
     if threshold is not None:
         ax.axhline(threshold, ls="--", color="grey", lw=1)
     ax.axhline(0.5, ls=":", color="grey", lw=1)
     ax.set_xscale("log", base=2)
     ax.set_xticks(lengths, [str(k) for k in lengths])
-    ax.set_xlabel("generated tokens seen by the probe")
+    ax.set_xlabel(f"k: the probe reads the {result.config.window} tokens ending at token k")
     ax.set_ylabel("held-out accuracy")
     ax.set_ylim(0.3, 1.02)
     ax.set_title(f"{model_name}: telling self-generated from natural text", fontsize=9)
@@ -61,6 +68,7 @@ def plot_probe_accuracy(
             "accuracy": {str(k): result.accuracy[k].to_dict() for k in lengths},
             "layer": {str(k): result.layer[k] for k in lengths},
             "rise": result.rise.to_dict(),
+            "control": None if result.control is None else result.control.to_dict(),
         },
     )
     return path

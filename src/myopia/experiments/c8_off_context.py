@@ -3,19 +3,24 @@
 Data (``myopia.faithfulness.article_data``): seeded articles of four facts on one of
 twelve subjects; each is asked one control question (answered in the article) and four
 off-topic questions with well-known answers (the capital of Australia, Hogwarts'
-headmaster); framings put text around the same article and question that makes the
-intended conditional explicit.
+headmaster); framings put text around the same article and question that make the
+intended conditional explicit. Answer phrasings are the answer itself (" Canberra"), never
+an opener that restates the question, which any reply might start with.
 
 Measurement (``myopia.faithfulness.off_context``), fixed before measuring: per question
 the model *answers* when the summed probability of the answer phrasings (the world's
 answer and the model's own closed-book answer) exceeds that of "the article does not
-say" phrasings. The articles are split in two halves by the seed; the best framing
-(lowest off-topic answer rate) is chosen on the first half, and the rule reads the second:
-with p = the plain answer rate and d = plain − best framing, paired on the same items,
-supported if p's 95% CI lies at or above 0.30 and d's CI lies above 0; refuted if p's CI
-lies below 0.30 or d's CI lies below 0; otherwise inconclusive. CIs: percentile bootstrap
-resampling articles. Control answer rates per framing are reported beside (a framing that
-refuses everything is no fix); sampled answers are description and do not vote.
+say" phrasings. The articles are split in two halves by the seed; the framing with the
+highest selectivity (control answer rate − off-topic answer rate) is chosen on the first
+half, and the rule reads the second.
+
+Verdict rule (CLAIMS.md v2 C8): supported if the plain off-topic answer rate has its 95%
+CI above 0.30 AND the chosen framing raises selectivity over plain (paired CI above 0)
+while the control answer rate falls by at most 0.10 (plain − chosen, point estimate);
+refuted if the plain rate's CI lies below 0.30; otherwise inconclusive. Control: the
+control questions under plain are answered in at least 70% (point estimate), else the
+instrument cannot see an answer when there is one and the verdict is inconclusive. CIs:
+percentile crossed bootstrap over articles and questions.
 """
 
 from __future__ import annotations
@@ -27,10 +32,20 @@ from myopia.faithfulness.off_context import OffContextConfig, measure, plot_off_
 from myopia.protocol import preset
 from myopia.report.context import ReportContext
 from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
-from myopia.report.verdicts import INCONCLUSIVE, NOT_RUN, REFUTED, SUPPORTED, Verdict
+from myopia.report.verdicts import (
+    INCONCLUSIVE,
+    NOT_RUN,
+    REFUTED,
+    SUPPORTED,
+    Control,
+    Verdict,
+    with_control,
+)
 from myopia.stats import Interval
 
-THRESHOLD = 0.30
+THRESHOLD = 0.30  # plain off-topic answer rate
+CONTROL_DROP_LIMIT = 0.10  # the chosen framing may cost the controls at most this much
+CONTROL_MINIMUM = 0.70  # control questions answered under plain
 
 
 @section("C8", claim="C8", title="Off-context questions: answered from the prior?")
@@ -43,42 +58,53 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
         result,
         out / "answer_rate_by_framing.png",
         f"{ctx.config.model}: share of questions answered rather than 'the article does not "
-        "say' (95% bootstrap CI over articles)",
+        "say' (95% crossed-bootstrap CI over articles and questions)",
     )
     numbers = result.to_dict()
-    plain, diff, best = result.plain_rate(), result.difference(), result.best_rate()
+    plain, gain, drop = result.plain_rate(), result.selectivity_gain(), result.control_drop()
+    best, control_plain = result.best_rate(), result.answer_rate("control", "plain")
+    columns = (
+        ("off_topic_selection", "off-topic answered, selection"),
+        ("control_selection", "control answered, selection"),
+        ("selectivity_selection", "selectivity, selection"),
+        ("off_topic_verdict", "off-topic answered, verdict"),
+        ("control_verdict", "control answered, verdict"),
+        ("selectivity_verdict", "selectivity, verdict"),
+    )
     rows = []
     for framing, entry in numbers["by_framing"].items():
         cells = {
-            "framing": framing + (" (best on selection)" if framing == result.best_framing else "")
+            "framing": framing
+            + (" (chosen on selection)" if framing == result.best_framing else "")
         }
-        for key, label in (
-            ("off_topic_selection", "off-topic answered, selection half"),
-            ("off_topic_verdict", "off-topic answered, verdict half"),
-            ("control_all", "control answered (all articles)"),
-        ):
+        for key, label in columns:
             cells[label] = Interval(**entry[key]).text(".2f") if entry[key] else "not scored"
         rows.append(cells)
-    if diff is not None:
-        rows.append(
-            {
-                "framing": f"plain − {result.best_framing} (verdict half, paired)",
-                "off-topic answered, selection half": "",
-                "off-topic answered, verdict half": diff.text("+.2f"),
-                "control answered (all articles)": "",
-            }
-        )
+    for label, value in (
+        (f"selectivity gain, {result.best_framing} − plain (verdict half, paired)", gain),
+        (f"control drop, plain − {result.best_framing} (verdict half, paired)", drop),
+    ):
+        if value is not None:
+            cells = {"framing": label, **{name: "" for _, name in columns}}
+            cells["selectivity, verdict"] = value.text("+.2f")
+            rows.append(cells)
     n_articles = numbers["n_articles"]
+    halves = numbers["n_articles_by_half"]
+
+    def text(value, fmt=".2f"):
+        return value.text(fmt) if value is not None else "not measured"
+
     summary = (
-        f"{ctx.config.model} read {n_articles} short articles on "
+        f"{ctx.config.model} read {n_articles} short articles ({halves['selection']} to choose "
+        f"a framing, {halves['verdict']} to test it) on "
         f"{len({item['subject'] for item in result.items})} subjects, each asked one question "
         f"it answers and {config.off_topic_per_article} it does not (off-topic, with "
-        "well-known answers), under "
-        f"{len(config.framings)} framings. On the verdict half of the articles the plain "
-        f"prompt is answered from the prior in {plain.text('.2f') if plain else 'no'} of "
-        f"off-topic questions; the framing chosen on the selection half, "
-        f"'{result.best_framing}', answers in {best.text('.2f') if best else 'no'} "
-        f"(paired difference {diff.text('+.2f') if diff else 'not measured'})."
+        f"well-known answers), under {len(config.framings)} framings. On the verdict half the "
+        f"plain prompt is answered from the prior in {text(plain)} of off-topic questions and "
+        f"in {text(control_plain)} of control questions. The framing with the highest "
+        f"selectivity on the selection half, '{result.best_framing}', answers "
+        f"{text(best)} of off-topic questions; its selectivity gain over plain is "
+        f"{text(gain, '+.2f')} and it costs the controls {text(drop, '+.2f')}."
     )
     closed = result.closed_book
     notes = [
@@ -91,25 +117,13 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
         "article'. More phrasings cover more of a class; a few cover a part, and how likely a "
         "phrasing is regardless of the article biases the comparison. The controls show how "
         "often the answer class wins when the article does hold the answer.",
-        "Multiple comparisons: the best framing is chosen on the selection half only; the "
-        "verdict half scores plain and that framing"
+        "Multiple comparisons: the framing is chosen on the selection half only, by "
+        "selectivity (control answer rate − off-topic answer rate: a framing that refuses "
+        "everything gains nothing); the verdict half scores plain and that framing"
         + (" (and every other)" if config.verdict_framings == "all" else "")
-        + ". CIs: 95% percentile bootstrap resampling articles.",
+        + ". CIs: 95% percentile crossed bootstrap resampling articles and questions at once "
+        "(one off-topic question is asked of many articles, so questions vary too).",
     ]
-    control_plain = result.answer_rate("control", "plain")
-    control_best = result.answer_rate("control", result.best_framing)
-    if control_plain is not None and control_best is not None:
-        selective = control_best.mean >= control_plain.mean - 0.05
-        notes.append(
-            f"Controls (the answer is in the article): answered in {control_plain.mean:.2f} "
-            f"under plain and {control_best.mean:.2f} under '{result.best_framing}'; "
-            + (
-                "the framing keeps answering what the article says."
-                if selective
-                else "the framing also suppresses answers the article does give, so part of "
-                "its effect on off-topic questions is refusing more of everything."
-            )
-        )
     samples = numbers["samples"]
     if samples:
         parts = []
@@ -136,8 +150,9 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
             Plot(
                 str(plot.relative_to(ctx.config.out)),
                 "Share of questions answered rather than 'the article does not say', per "
-                "framing: off-topic questions on the selection and verdict halves, and control "
-                "questions; 95% bootstrap CIs over articles; dashed: the 0.30 threshold.",
+                "framing: off-topic and control questions on the selection and verdict halves; "
+                "95% crossed-bootstrap CIs over articles and questions; dashed: the 0.30 "
+                "threshold.",
             )
         ],
         notes=notes,
@@ -147,6 +162,7 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
             "sample_limit": config.sample_limit,
             "max_new_tokens": config.max_new_tokens,
             "off_topic_per_article": config.off_topic_per_article,
+            "articles_per_half": halves,
             "framings": list(config.framings),
         },
     )
@@ -158,20 +174,39 @@ def _describe(framing: str) -> str:
     return repr(text) if text else "nothing added"
 
 
-def off_context_verdict(plain: Interval, difference: Interval) -> Verdict:
-    """CLAIMS.md C8 (see the module docstring for the halves)."""
+def off_context_verdict(plain: Interval, gain: Interval, drop: Interval) -> Verdict:
+    """CLAIMS.md v2 C8 on the verdict half (see the module docstring)."""
     described = (
-        f"plain answer rate {plain.text('.3f')}; plain − best framing {difference.text('+.3f')}"
+        f"plain off-topic answer rate {plain.text('.3f')}; selectivity gain of the chosen "
+        f"framing {gain.text('+.3f')}; control drop {drop.text('+.3f')}"
     )
     if plain.high < THRESHOLD:
         return Verdict(REFUTED, f"{described}: the plain rate lies below {THRESHOLD}")
-    if difference.high < 0:
-        return Verdict(REFUTED, f"{described}: the best framing raises the rate")
-    if plain.low >= THRESHOLD and difference.low > 0:
+    if plain.low > THRESHOLD and gain.low > 0 and drop.mean <= CONTROL_DROP_LIMIT:
         return Verdict(
-            SUPPORTED, f"{described}: the rate is at least {THRESHOLD} and the framing lowers it"
+            SUPPORTED,
+            f"{described}: the plain rate lies above {THRESHOLD} and the framing raises "
+            f"selectivity while the controls fall by at most {CONTROL_DROP_LIMIT}",
         )
-    return Verdict(INCONCLUSIVE, f"{described}: a CI straddles its threshold")
+    return Verdict(
+        INCONCLUSIVE,
+        f"{described}: not (plain rate above {THRESHOLD}, gain above 0 and control drop at "
+        f"most {CONTROL_DROP_LIMIT}), nor a plain rate below {THRESHOLD}",
+    )
+
+
+def off_context_control(control_plain: Interval | None) -> Control:
+    """Controls under plain answered in at least 70%: the instrument sees answers."""
+    if control_plain is None:
+        return Control(False, "no control question was scored under plain on the verdict half")
+    passed = control_plain.mean >= CONTROL_MINIMUM
+    return Control(
+        passed,
+        f"control questions (answer in the article) under plain answered in "
+        f"{control_plain.text('.3f')}, "
+        + ("at least" if passed else "below")
+        + f" {CONTROL_MINIMUM}",
+    )
 
 
 @claim_rule("C8")
@@ -179,8 +214,14 @@ def c8_rule(results: dict[str, SectionResult]) -> Verdict:
     measured = results.get("C8")
     if measured is None or measured.status != MEASURED:
         return Verdict(NOT_RUN, "the off-context questions (section C8) were not run")
-    plain = measured.numbers.get("plain_rate")
-    diff = measured.numbers.get("difference_plain_minus_best")
-    if plain is None or diff is None:
-        return Verdict(NOT_RUN, "section C8 scored no off-topic questions on the verdict half")
-    return off_context_verdict(Interval(**plain), Interval(**diff))
+    numbers = measured.numbers
+    needed = [numbers.get(k) for k in ("plain_rate", "selectivity_gain", "control_drop")]
+    if any(v is None for v in needed):
+        return Verdict(
+            NOT_RUN, "section C8 scored no off-topic or control questions on the verdict half"
+        )
+    control = numbers.get("control_rate_plain")
+    verdict = off_context_verdict(*(Interval(**v) for v in needed))
+    return with_control(
+        verdict, off_context_control(None if control is None else Interval(**control))
+    )

@@ -60,6 +60,7 @@ class ArticleQuestion:
         for name in ("answers", "refusals"):
             if not getattr(self, name) or not all(p.strip() for p in getattr(self, name)):
                 raise ValueError(f"{name} needs at least one non-empty phrasing")
+        _check_answers_add_something(self.question, self.answers)
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,23 @@ class OffTopicQuestion:
 def _check_question(question: str, answers: list[str]) -> None:
     if not question.strip() or not answers or not all(a.strip() for a in answers):
         raise ValueError("question and answers must not be empty")
+    _check_answers_add_something(question, answers)
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
+
+
+def _check_answers_add_something(question: str, answers: list[str]) -> None:
+    """An answer phrasing must be the answer, not a sentence opener that restates the
+    question (" The capital of Australia is"): any reply, a refusal included, might start
+    that way, so its probability says nothing about answering."""
+    for answer in answers:
+        if _words(answer) <= _words(question):
+            raise ValueError(
+                f"answer phrasing {answer!r} only repeats words of the question; give the "
+                "answer itself"
+            )
 
 
 def _facts_by_subject(facts: list[Fact]) -> dict[str, tuple[Fact, ...]]:

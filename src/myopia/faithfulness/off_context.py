@@ -13,13 +13,15 @@ so no text is counted twice.
 
 Multiple comparisons, fixed in advance: the articles are split in two halves by a
 permutation seeded with ``seed``. On the first half (selection) every framing is scored
-and the best one (lowest off-topic answer rate, plain excluded) is chosen; the second half
-(verdict) is scored under plain and that framing (or every framing, with
-``verdict_framings="all"``), and the verdict reads it: the plain answer rate and the
-paired difference plain − best on the same off-topic items. Control answer rates per
-framing are reported beside: a framing that makes the model refuse everything is not a
-fix. CIs: 95% percentile bootstrap resampling articles (questions about one article share
-it, so they are not independent).
+and the one with the highest *selectivity* (control answer rate − off-topic answer rate,
+plain excluded) is chosen: the lowest off-topic rate alone would reward a framing that
+refuses everything, controls included. The second half (verdict) is scored under plain
+and that framing (or every framing, with ``verdict_framings="all"``), and the verdict
+reads it: the plain off-topic answer rate, the selectivity gain (chosen − plain) and the
+control drop (plain − chosen control answer rate), paired on the same items. CIs: 95%
+percentile crossed bootstrap resampling articles and questions together
+(``crossed_bootstrap``): questions about one article share it, and one off-topic question
+is asked of many articles.
 
 Secondary (descriptive, does not vote): sampled answers, labelled by ``classify_answer``.
 ``scorer`` and ``closed_book`` are injectable so a test can plant the preferences.
@@ -47,14 +49,17 @@ from myopia.faithfulness.article_data import (
 )
 from myopia.faithfulness.classify import classify_answer
 from myopia.faithfulness.continuation_scores import ScoreRequest, score_requests
+from myopia.faithfulness.crossed_bootstrap import CrossedBootstrap, interval
 from myopia.faithfulness.phrasing_classes import disjoint_phrasings, log_sum_exp
 from myopia.generation import DecodeOptions, SamplingSettings, generate
 from myopia.io import atomic_write_json, save_figure
 from myopia.plots import plt
+from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval, cluster_bootstrap_mean
 
 PLAIN = "plain"
 SELECTION, VERDICT = "selection", "verdict"
+HALVES = (SELECTION, VERDICT)
 Scorer = Callable[..., list[list[float]]]
 ClosedBook = Callable[[list[str]], dict[str, str]]
 # Answers are whole tokens: the line break's token is dropped with whatever it carries.
@@ -74,11 +79,14 @@ class OffContextConfig:
     sample_limit: int | None = None  # sample only the first this many records
     max_new_tokens: int = 20
     temperature: float = 0.7
-    seed: int = 0
+    seed: int = VERDICT_SEED
 
     @classmethod
     def full(cls) -> OffContextConfig:
-        return cls(samples=2, sample_limit=6, max_new_tokens=16)
+        # Power (fixed before the verdict run): a per-article answer rate lies in [0, 1],
+        # so its sd <= 0.5; n_for_half_width(0.5, 0.19, minimum=30) = 30 articles per half
+        # (the floor CLAIMS v2 asks), i.e. 60 articles x 5 questions = 300 records.
+        return cls(records=300, samples=2, sample_limit=6, max_new_tokens=16)
 
     @classmethod
     def quick(cls) -> OffContextConfig:
@@ -111,49 +119,85 @@ class OffContextResult:
     closed_book: dict[str, str]  # question -> the model's answer with no article
     samples: list[dict] = field(default_factory=list)
     seed: int = 0
+    _bootstraps: dict = field(default_factory=dict, repr=False)
 
-    def _rows(self, kind: str, framing: str, half: str | None) -> list[dict]:
+    def _rows(self, kind: str | None, framing: str, half: str) -> list[dict]:
         return [
             r
             for r in self.items
-            if r["kind"] == kind and r["framing"] == framing and (half is None or r["half"] == half)
+            if (kind is None or r["kind"] == kind) and r["framing"] == framing and r["half"] == half
         ]
 
-    def answer_rate(self, kind: str, framing: str, half: str | None = None) -> Interval | None:
+    def _bootstrap(self, half: str) -> CrossedBootstrap:
+        """One set of replicate weights per half: every statistic of a half is paired."""
+        if half not in self._bootstraps:
+            rows = [r for r in self.items if r["half"] == half]
+            self._bootstraps[half] = CrossedBootstrap(rows, seed=self.seed)
+        return self._bootstraps[half]
+
+    def _rate(self, kind: str, framing: str, half: str) -> tuple[float, np.ndarray, int] | None:
         rows = self._rows(kind, framing, half)
         if not rows:
             return None
         values = [float(r["answered"]) for r in rows]
-        return cluster_bootstrap_mean(values, [r["article_id"] for r in rows], seed=self.seed)
+        return float(np.mean(values)), self._bootstrap(half).replicates(rows, values), len(rows)
+
+    def answer_rate(self, kind: str, framing: str, half: str = VERDICT) -> Interval | None:
+        """Share of ``kind`` questions answered under ``framing`` on ``half``, with its
+        crossed-bootstrap CI (articles × questions)."""
+        rate = self._rate(kind, framing, half)
+        return None if rate is None else interval(*rate)
+
+    def _selectivity(self, framing: str, half: str) -> tuple[float, np.ndarray, int] | None:
+        control, off = self._rate("control", framing, half), self._rate("off-topic", framing, half)
+        if control is None or off is None:
+            return None
+        return control[0] - off[0], control[1] - off[1], control[2] + off[2]
+
+    def selectivity(self, framing: str, half: str = VERDICT) -> Interval | None:
+        """Control answer rate − off-topic answer rate: answering what the article says and
+        not what it does not. A framing that refuses everything gains nothing here."""
+        value = self._selectivity(framing, half)
+        return None if value is None else interval(*value)
 
     def plain_rate(self) -> Interval | None:
         """The verdict's first number: plain answer rate on off-topic verdict-half items."""
         return self.answer_rate("off-topic", PLAIN, VERDICT)
 
-    def difference(self) -> Interval | None:
-        """Plain − best framing on the same off-topic verdict-half items (paired)."""
-        plain = {r["id"]: r for r in self._rows("off-topic", PLAIN, VERDICT)}
-        best = {r["id"]: r for r in self._rows("off-topic", self.best_framing, VERDICT)}
-        shared = [i for i in plain if i in best]
-        if not shared:
+    def selectivity_gain(self) -> Interval | None:
+        """Selectivity(best framing) − selectivity(plain) on the verdict half, paired (the
+        same replicate weights for both)."""
+        best, plain = (
+            self._selectivity(self.best_framing, VERDICT),
+            self._selectivity(PLAIN, VERDICT),
+        )
+        if best is None or plain is None:
             return None
-        values = [float(plain[i]["answered"]) - float(best[i]["answered"]) for i in shared]
-        clusters = [plain[i]["article_id"] for i in shared]
-        return cluster_bootstrap_mean(values, clusters, seed=self.seed)
+        return interval(best[0] - plain[0], best[1] - plain[1], best[2])
+
+    def control_drop(self) -> Interval | None:
+        """Control answer rate under plain − under the best framing, verdict half, paired."""
+        plain = self._rate("control", PLAIN, VERDICT)
+        best = self._rate("control", self.best_framing, VERDICT)
+        if plain is None or best is None:
+            return None
+        return interval(plain[0] - best[0], plain[1] - best[1], plain[2])
+
+    def best_rate(self) -> Interval | None:
+        return self.answer_rate("off-topic", self.best_framing, VERDICT)
 
     def framings(self) -> list[str]:
         return list(dict.fromkeys(r["framing"] for r in self.items))
 
     def table(self) -> dict[str, dict[str, dict | None]]:
-        """Per framing: off-topic answer rate per half and overall, control answer rate."""
+        """Per framing and half: off-topic and control answer rates and the selectivity."""
         out = {}
         for framing in self.framings():
-            entry = {
-                "off_topic_selection": self.answer_rate("off-topic", framing, SELECTION),
-                "off_topic_verdict": self.answer_rate("off-topic", framing, VERDICT),
-                "off_topic_all": self.answer_rate("off-topic", framing),
-                "control_all": self.answer_rate("control", framing),
-            }
+            entry = {}
+            for half in (SELECTION, VERDICT):
+                entry[f"off_topic_{half}"] = self.answer_rate("off-topic", framing, half)
+                entry[f"control_{half}"] = self.answer_rate("control", framing, half)
+                entry[f"selectivity_{half}"] = self.selectivity(framing, half)
             out[framing] = {k: (v.to_dict() if v else None) for k, v in entry.items()}
         return out
 
@@ -175,15 +219,21 @@ class OffContextResult:
         return out
 
     def to_dict(self) -> dict:
-        plain, diff = self.plain_rate(), self.difference()
+        def plain_dict(value: Interval | None) -> dict | None:
+            return None if value is None else value.to_dict()
+
+        halves = {h: len({r["article_id"] for r in self.items if r["half"] == h}) for h in HALVES}
         return {
             "best_framing": self.best_framing,
-            "plain_rate": plain.to_dict() if plain else None,
-            "difference_plain_minus_best": diff.to_dict() if diff else None,
-            "best_rate": (r.to_dict() if (r := self.best_rate()) else None),
+            "plain_rate": plain_dict(self.plain_rate()),
+            "selectivity_gain": plain_dict(self.selectivity_gain()),
+            "control_drop": plain_dict(self.control_drop()),
+            "control_rate_plain": plain_dict(self.answer_rate("control", PLAIN, VERDICT)),
+            "best_rate": plain_dict(self.best_rate()),
             "by_framing": self.table(),
             "n_items": len({r["id"] for r in self.items}),
             "n_articles": len({r["article_id"] for r in self.items}),
+            "n_articles_by_half": halves,
             "closed_book": self.closed_book,
             "samples": self.sample_rates(),
             "items": self.items,
@@ -198,9 +248,6 @@ class OffContextResult:
         title = f"{label}: answered vs 'does not say'"
         plot = plot_off_context(self, out / "answer_rate_by_framing.png", title)
         return [data, plot, plot.with_suffix(".json")]
-
-    def best_rate(self) -> Interval | None:
-        return self.answer_rate("off-topic", self.best_framing, VERDICT)
 
 
 def split_halves(records: Sequence[ArticleQuestion], seed: int) -> dict[str, str]:
@@ -264,6 +311,7 @@ def _score(model, tokenizer, jobs, closed, config, scorer, show_progress) -> lis
                 "id": record.id,
                 "article_id": record.article_id,
                 "subject": record.subject,
+                "question": record.question,
                 "kind": record.kind,
                 "framing": framing,
                 "half": half,
@@ -294,14 +342,7 @@ def evaluate_off_context(
     first = [r for r in records if halves[r.article_id] == SELECTION]
     jobs = [(r, f, SELECTION) for r in first for f in config.framings]
     selection = _score(model, tokenizer, jobs, closed, config, scorer, show_progress)
-    rates = {}
-    for framing in config.framings:
-        rows = [x for x in selection if x["framing"] == framing and x["kind"] == "off-topic"]
-        if framing != PLAIN and rows:
-            rates[framing] = float(np.mean([x["answered"] for x in rows]))
-    if not rates:
-        raise MyopiaError("the selection half has no off-topic questions; give more records")
-    best = min(rates, key=lambda f: (rates[f], config.framings.index(f)))
+    best = choose_framing(selection, config.framings)
 
     chosen = config.framings if config.verdict_framings == "all" else (PLAIN, best)
     second = [r for r in records if halves[r.article_id] == VERDICT]
@@ -311,6 +352,28 @@ def evaluate_off_context(
     if config.samples > 0:
         samples = _sample(model, tokenizer, second, (PLAIN, best), closed, config)
     return OffContextResult(selection + verdict, best, closed, samples, config.seed)
+
+
+def choose_framing(selection: list[dict], framings: Sequence[str]) -> str:
+    """The framing (plain excluded) with the highest selectivity on the selection half:
+    control answer rate − off-topic answer rate; ties go to the earlier framing. Not the
+    lowest off-topic rate, which a framing wins by refusing everything."""
+    selectivity = {}
+    for framing in framings:
+        rates = {}
+        for kind in ("control", "off-topic"):
+            rows = [
+                x["answered"] for x in selection if x["framing"] == framing and x["kind"] == kind
+            ]
+            if rows:
+                rates[kind] = float(np.mean(rows))
+        if framing != PLAIN and len(rates) == 2:
+            selectivity[framing] = rates["control"] - rates["off-topic"]
+    if not selectivity:
+        raise MyopiaError(
+            "the selection half needs both control and off-topic questions; give more records"
+        )
+    return max(selectivity, key=lambda f: (selectivity[f], -list(framings).index(f)))
 
 
 def _sample(model, tokenizer, records, framings, closed, config) -> list[dict]:
@@ -347,15 +410,17 @@ def _sample(model, tokenizer, records, framings, closed, config) -> list[dict]:
 
 
 def plot_off_context(result: OffContextResult, path: Path, title: str) -> Path:
-    """Answer rate per framing: off-topic questions (selection and verdict halves) and
-    controls, with CIs; the 0.30 line is the claim's threshold. JSON beside it."""
+    """Answer rate per framing: off-topic and control questions on the selection and
+    verdict halves, with crossed-bootstrap CIs; the 0.30 line is the claim's threshold.
+    JSON beside it."""
     path = Path(path)
     table = result.table()
     framings = list(table)
     series = (
         ("off_topic_selection", "off-topic, selection half", "C0"),
         ("off_topic_verdict", "off-topic, verdict half", "C3"),
-        ("control_all", "control (answer in the article)", "C2"),
+        ("control_selection", "control (answer in the article), selection half", "C2"),
+        ("control_verdict", "control, verdict half", "C8"),
     )
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(framings) + 2), 4.0))
     width = 0.8 / len(series)
@@ -365,7 +430,7 @@ def plot_off_context(result: OffContextResult, path: Path, title: str) -> Path:
             entry = table[framing][key]
             if entry is None:
                 continue
-            xs.append(i + (s - 1) * width)
+            xs.append(i + (s - (len(series) - 1) / 2) * width)
             means.append(entry["mean"])
             low.append(max(0.0, entry["mean"] - max(entry["low"], 0.0)))
             high.append(max(0.0, min(entry["high"], 1.0) - entry["mean"]))

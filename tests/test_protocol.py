@@ -5,7 +5,6 @@ import importlib
 
 import pytest
 
-from myopia.protocol import VERDICT_SEED
 from protocol_helpers import TINY, cli_config, record_measure, section_config
 
 TEXT = "{text}"

@@ -60,7 +60,9 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
                 "95% CI": f"[{loss['ci']['low']:.3f}, {loss['ci']['high']:.3f}]",
             }
             if mode != "normal":
-                row["gap vs normal"] = Interval(**numbers["gaps"][f"{label}, {mode}"]).text()
+                row["gap vs normal"] = Interval.from_dict(
+                    numbers["gaps"][f"{label}, {mode}"]
+                ).text()
             rows.append(row)
     primary_label, mode = result.label(config.primary_p), config.primary_mode
     held = {m: probe[m][1][0] for m in probe}  # after block 1, lag 0
@@ -151,7 +153,7 @@ def null_control(numbers: dict) -> Control:
     ±NULL_MARGIN: the instrument finds no gap where there is nothing to pre-cache."""
     if numbers.get("null_gap") is None:
         return Control(False, "the lags = 0 null was not run")
-    gap = Interval(**numbers["null_gap"])
+    gap = Interval.from_dict(numbers["null_gap"])
     what = "null (lags = 0) gap"
     if gap.n < MIN_SEEDS or not np.isfinite(gap.low):
         return Control(False, f"{describe(gap, what)} over {gap.n} seeds: too few to tell")
@@ -170,7 +172,7 @@ def c1_rule(results: dict[str, SectionResult]) -> Verdict:
         return Verdict(NOT_RUN, "the pre-caching gap (section C1a) was not measured")
     numbers = measured.numbers
     control = null_control(numbers)
-    gap = Interval(**numbers["primary_gap"])
+    gap = Interval.from_dict(numbers["primary_gap"])
     if gap.n < MIN_SEEDS:
         main = Verdict(INCONCLUSIVE, f"only {gap.n} seeds; the rule needs at least {MIN_SEEDS}")
     elif not np.isfinite(gap.low):

@@ -175,4 +175,4 @@ def c2_rule(results: dict[str, SectionResult]) -> Verdict:
     missing = [r for r in ("normal", "on-policy") if r not in delta]
     if missing:
         return Verdict(NOT_RUN, f"section C2 did not train {' and '.join(missing)}")
-    return myopic_action_verdict({r: Interval(**delta[r]) for r in ("normal", "on-policy")})
+    return myopic_action_verdict({r: Interval.from_dict(delta[r]) for r in ("normal", "on-policy")})

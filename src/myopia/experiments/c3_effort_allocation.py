@@ -100,12 +100,12 @@ def control_check(control_total: Interval, control_current: Interval) -> Control
 def c3_verdict(at_width: dict) -> Verdict:
     """The whole rule on one width's numbers (``by_width[w]`` of results.json)."""
     main = effort_verdict(
-        Interval(**at_width["difference_in_differences"]),
-        Interval(**at_width["task"]["total_difference"]),
+        Interval.from_dict(at_width["difference_in_differences"]),
+        Interval.from_dict(at_width["task"]["total_difference"]),
     )
     control = control_check(
-        Interval(**at_width["control"]["total_difference"]),
-        Interval(**at_width["control"]["current_difference"]),
+        Interval.from_dict(at_width["control"]["total_difference"]),
+        Interval.from_dict(at_width["control"]["current_difference"]),
     )
     return with_control(main, control)
 

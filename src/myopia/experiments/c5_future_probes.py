@@ -104,7 +104,7 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
     for k in result.offsets:
         entry = per_k[str(k)]
         probe, base, diff = (
-            Interval(**entry[key]) for key in ("probe", "baseline_accuracy", "difference")
+            Interval.from_dict(entry[key]) for key in ("probe", "baseline_accuracy", "difference")
         )
         label = f"{entry['family']} probe, layer {entry['layer']}"
         rows.append(
@@ -121,7 +121,7 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
                     "k": k,
                     "predictor": BASELINE_LABELS[name]
                     + (" (reference; does not vote)" if name in REFERENCES else ""),
-                    "held-out top-1 accuracy": Interval(**interval).text(".3f"),
+                    "held-out top-1 accuracy": Interval.from_dict(interval).text(".3f"),
                     "minus the best baseline": "",
                 }
             )
@@ -184,7 +184,7 @@ def future_token_probes(ctx: ReportContext) -> SectionResult:
         if name in references:
             notes.append(
                 f"Reference that does not vote, at k = {RULE_OFFSET}: {BASELINE_LABELS[name]} "
-                f"scores {Interval(**references[name]).text('.3f')}."
+                f"scores {Interval.from_dict(references[name]).text('.3f')}."
             )
     return SectionResult(
         summary=summary,
@@ -226,9 +226,14 @@ def control_control(control: dict) -> Control:
     if not control:
         return Control(False, "the random-token control was not run")
     chance = control["chance"]
-    above = [k for k, entry in control["per_k"].items() if Interval(**entry["probe"]).above(chance)]
+    above = [
+        k
+        for k, entry in control["per_k"].items()
+        if Interval.from_dict(entry["probe"]).above(chance)
+    ]
     accuracies = ", ".join(
-        f"k = {k}: {Interval(**e['probe']).text('.4f')}" for k, e in control["per_k"].items()
+        f"k = {k}: {Interval.from_dict(e['probe']).text('.4f')}"
+        for k, e in control["per_k"].items()
     )
     verdict = f"above chance at k = {', '.join(above)}" if above else "all at chance"
     return Control(
@@ -257,5 +262,5 @@ def c5_rule(results: dict[str, SectionResult]) -> Verdict:
     entry = measured.numbers.get("per_k", {}).get(str(RULE_OFFSET))
     if entry is None:
         return Verdict(NOT_RUN, f"section C5 did not measure k = {RULE_OFFSET}")
-    main = lookahead_verdict(Interval(**entry["difference"]))
+    main = lookahead_verdict(Interval.from_dict(entry["difference"]))
     return with_control(main, control_control(measured.numbers.get("control", {})))

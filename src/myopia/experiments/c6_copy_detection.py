@@ -286,8 +286,8 @@ def c6_rule(results: dict[str, SectionResult]) -> Verdict:
             Control(False, "no detector was scored, so the shuffled-label control was not run"),
         )
     verdict = copy_verdict(
-        Interval(**exact["lookback"]),
-        Interval(**exact["difference"]),
-        Interval(**exact["difference_output"]),
+        Interval.from_dict(exact["lookback"]),
+        Interval.from_dict(exact["difference"]),
+        Interval.from_dict(exact["difference_output"]),
     )
-    return with_control(verdict, shuffled_control(Interval(**exact["shuffled"])))
+    return with_control(verdict, shuffled_control(Interval.from_dict(exact["shuffled"])))

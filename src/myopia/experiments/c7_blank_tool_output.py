@@ -71,7 +71,7 @@ def blank_tool_output(ctx: ReportContext) -> SectionResult:
             "real (control)": real[name].text(".2f") if name in real else "",
             "blank + error": interval.text(".2f"),
             "contrast: log-odds blank/error − real": (
-                Interval(**contrasts[name]).text("+.2f") if contrasts.get(name) else ""
+                Interval.from_dict(contrasts[name]).text("+.2f") if contrasts.get(name) else ""
             ),
         }
         for name, interval in blank_error.items()
@@ -194,5 +194,6 @@ def c7_rule(results: dict[str, SectionResult]) -> Verdict:
             Control(False, "no real outputs, so the control could not run"),
         )
     return with_control(
-        tool_output_verdict(Interval(**rate)), real_output_control(Interval(**control))
+        tool_output_verdict(Interval.from_dict(rate)),
+        real_output_control(Interval.from_dict(control)),
     )

@@ -78,7 +78,9 @@ def off_context_questions(ctx: ReportContext) -> SectionResult:
             + (" (chosen on selection)" if framing == result.best_framing else "")
         }
         for key, label in columns:
-            cells[label] = Interval(**entry[key]).text(".2f") if entry[key] else "not scored"
+            cells[label] = (
+                Interval.from_dict(entry[key]).text(".2f") if entry[key] else "not scored"
+            )
         rows.append(cells)
     for label, value in (
         (f"selectivity gain, {result.best_framing} − plain (verdict half, paired)", gain),
@@ -221,7 +223,7 @@ def c8_rule(results: dict[str, SectionResult]) -> Verdict:
             NOT_RUN, "section C8 scored no off-topic or control questions on the verdict half"
         )
     control = numbers.get("control_rate_plain")
-    verdict = off_context_verdict(*(Interval(**v) for v in needed))
+    verdict = off_context_verdict(*(Interval.from_dict(v) for v in needed))
     return with_control(
-        verdict, off_context_control(None if control is None else Interval(**control))
+        verdict, off_context_control(None if control is None else Interval.from_dict(control))
     )

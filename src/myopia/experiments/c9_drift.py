@@ -94,7 +94,7 @@ def self_generation_drift(ctx: ReportContext) -> SectionResult:
 
     longest, shortest = max(config.lengths), min(config.lengths)
     accuracy, rise = result.accuracy[longest], result.rise
-    gap = Interval(**numbers["mean_nll"]["natural_minus_generated"])
+    gap = Interval.from_dict(numbers["mean_nll"]["natural_minus_generated"])
     slope = result.gap_slope()
     early, late = result.gap_quarters()
     rows = [
@@ -211,10 +211,12 @@ def c9_rule(results: dict[str, SectionResult]) -> Verdict:
     accuracy = measured.numbers["accuracy"]
     longest, shortest = max(accuracy, key=int), min(accuracy, key=int)
     verdict = drift_verdict(
-        Interval(**accuracy[longest]),
-        Interval(**measured.numbers["rise"]),
+        Interval.from_dict(accuracy[longest]),
+        Interval.from_dict(measured.numbers["rise"]),
         int(longest),
         int(shortest),
     )
     control = measured.numbers.get("control", {}).get("accuracy")
-    return with_control(verdict, drift_control(None if control is None else Interval(**control)))
+    return with_control(
+        verdict, drift_control(None if control is None else Interval.from_dict(control))
+    )

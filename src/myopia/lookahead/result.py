@@ -40,7 +40,7 @@ class LookaheadResult:
 
     def _interval(self, values: np.ndarray) -> Interval:
         rows = bootstrap_intervals(values[None], self.level, self.n_resamples, self.seed)
-        return Interval(**rows[0])
+        return Interval.from_dict(rows[0])
 
     def selected_accuracy(self, k: int) -> Interval:
         """Held-out accuracy of the probe chosen on validation at offset ``k``."""

@@ -15,6 +15,7 @@ from myopia.cli.app import (
     TextOption,
     app,
     out_console,
+    out_folder,
     print_written,
 )
 
@@ -43,7 +44,10 @@ def drift(
     ] = None,
     seed: PresetSeedOption = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for drift.json and the plots with their JSON.")
+        Path,
+        typer.Option(
+            callback=out_folder, help="Folder for drift.json and the plots with their JSON."
+        ),
     ] = Path("myopia-drift"),
     progress: ProgressOption = True,
 ) -> None:
@@ -52,7 +56,7 @@ def drift(
     Defaults: the report's full budget (section C9)."""
     from myopia.data.text import load_corpus
     from myopia.drift.measure import DriftConfig, measure
-    from myopia.models.loading import load_model
+    from myopia.models.loading import check_seq_len, load_model
     from myopia.protocol import with_options
 
     if lengths is None and continuation_len is not None:
@@ -68,6 +72,9 @@ def drift(
     )
     config.check()
     loaded, tokenizer = load_model(model)
+    check_seq_len(
+        loaded, config.prompt_len + config.continuation_len, "--prompt-len + --continuation-len"
+    )
     result = measure(loaded.eval(), tokenizer, config, load_corpus(text), show_progress=progress)
     table = Table("window ends at token", "probe layer", "held-out accuracy (95% CI)", title=model)
     for k in config.lengths:

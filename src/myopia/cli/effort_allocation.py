@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ProgressOption, app, out_console
+from myopia.cli.app import ProgressOption, app, out_console, out_folder
 from myopia.cli.training import BatchSize, Lr, RunSeed, Steps, WarmupSteps
 
 
@@ -35,7 +35,8 @@ def effort_allocation(
     ] = None,
     seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for effort_allocation.png and its JSON.")
+        Path,
+        typer.Option(callback=out_folder, help="Folder for effort_allocation.png and its JSON."),
     ] = Path("myopia-effort-allocation"),
     progress: ProgressOption = True,
 ) -> None:

@@ -14,7 +14,10 @@ from myopia.cli.app import (
     ProgressOption,
     TextOption,
     app,
+    in_file,
     out_console,
+    out_file,
+    out_folder,
     print_written,
 )
 from myopia.errors import MyopiaError
@@ -23,7 +26,9 @@ from myopia.protocol import with_options
 FaithDataOption = Annotated[
     Path | None,
     typer.Option(
-        "--data", help="Your JSONL file of records (one per line); default: a generated set."
+        "--data",
+        callback=in_file,
+        help="Your JSONL file of records (one per line); default: a generated set.",
     ),
 ]
 FaithSamplesOption = Annotated[
@@ -37,7 +42,9 @@ FaithSampleLimitOption = Annotated[
 ]
 FaithSaveOption = Annotated[
     Path | None,
-    typer.Option("--save-data", help="Also write the records used to this JSONL file."),
+    typer.Option(
+        "--save-data", callback=out_file, help="Also write the records used to this JSONL file."
+    ),
 ]
 
 
@@ -58,13 +65,20 @@ def detect_copy(
     ] = None,
     seed: PresetSeedOption = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for copy_detection.json and the plots with their JSON.")
+        Path,
+        typer.Option(
+            callback=out_folder,
+            help="Folder for copy_detection.json and the plots with their JSON.",
+        ),
     ] = Path("myopia-copy"),
     max_new_tokens: Annotated[
         int | None, typer.Option(help="Longest quote the model may write, in tokens.", min=1)
     ] = None,
     save_data: Annotated[
-        Path | None, typer.Option(help="Also write the quote requests used to this JSONL file.")
+        Path | None,
+        typer.Option(
+            callback=out_file, help="Also write the quote requests used to this JSONL file."
+        ),
     ] = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -136,7 +150,11 @@ def tool_output(
     ] = None,
     seed: PresetSeedOption = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for tool_output.json and prefers_content.png (+ .json).")
+        Path,
+        typer.Option(
+            callback=out_folder,
+            help="Folder for tool_output.json and prefers_content.png (+ .json).",
+        ),
     ] = Path("myopia-tool-output"),
     samples: FaithSamplesOption = None,
     sample_limit: FaithSampleLimitOption = None,
@@ -188,7 +206,10 @@ def off_context(
     seed: PresetSeedOption = None,
     out: Annotated[
         Path,
-        typer.Option(help="Folder for off_context.json and answer_rate_by_framing.png (+ .json)."),
+        typer.Option(
+            callback=out_folder,
+            help="Folder for off_context.json and answer_rate_by_framing.png (+ .json).",
+        ),
     ] = Path("myopia-off-context"),
     samples: FaithSamplesOption = None,
     sample_limit: FaithSampleLimitOption = None,

@@ -15,6 +15,7 @@ from myopia.cli.app import (
     TextOption,
     app,
     out_console,
+    out_folder,
     print_written,
 )
 
@@ -41,9 +42,9 @@ def gradient_split(
             "(the reference the trained share is read against). Default: on."
         ),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Folder for the plot and its JSON.")] = Path(
-        "myopia-gradient-split"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=out_folder, help="Folder for the plot and its JSON.")
+    ] = Path("myopia-gradient-split"),
     seed: PresetSeedOption = None,
     progress: ProgressOption = True,
 ) -> None:
@@ -53,7 +54,7 @@ def gradient_split(
 
     from myopia.data.text import load_corpus
     from myopia.gradients.future_share import FutureShareConfig, measure
-    from myopia.models.loading import load_model
+    from myopia.models.loading import check_seq_len, load_model
     from myopia.protocol import with_options
 
     config = with_options(
@@ -68,6 +69,7 @@ def gradient_split(
     config.check()
     torch.manual_seed(config.seed)  # a fresh model's weights
     loaded, tokenizer = load_model(model)
+    check_seq_len(loaded, config.seq_len)
     result = measure(loaded, tokenizer, config, load_corpus(text), show_progress=progress)
     table = Table(
         "group",

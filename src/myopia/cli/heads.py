@@ -15,6 +15,7 @@ from myopia.cli.app import (
     TextOption,
     app,
     out_console,
+    out_folder,
     print_written,
 )
 from myopia.protocol import with_options
@@ -32,9 +33,9 @@ def heads(
         int | None, typer.Option(help="Text windows (and repeated-token sequences).")
     ] = None,
     top: Annotated[int, typer.Option(help="Heads to list per kind.", min=1)] = 5,
-    out: Annotated[Path, typer.Option(help="Folder for heads.png and heads.json.")] = Path(
-        "myopia-heads"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=out_folder, help="Folder for heads.png and heads.json.")
+    ] = Path("myopia-heads"),
     seed: PresetSeedOption = None,
 ) -> None:
     """Score every head as previous-token, duplicate-token and induction head (TransformerLens's
@@ -71,9 +72,9 @@ def previous_token_heads(
         float | None, typer.Option(help="Least previous-token score of a kept head.")
     ] = None,
     seed: PresetSeedOption = None,
-    out: Annotated[Path, typer.Option(help="Folder for previous_token_heads.json.")] = Path(
-        "myopia-previous-token-heads"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=out_folder, help="Folder for previous_token_heads.json.")
+    ] = Path("myopia-previous-token-heads"),
 ) -> None:
     """Find the previous-token heads on repeated random tokens and compare them with
     layer-matched random head sets (C4): median future share on natural text, and the
@@ -159,7 +160,10 @@ def attribute(
     ] = None,
     top: Annotated[int, typer.Option(help="Components to list, by future share.", min=1)] = 10,
     out: Annotated[
-        Path, typer.Option(help="Folder for the heatmap, the position plot and their JSON.")
+        Path,
+        typer.Option(
+            callback=out_folder, help="Folder for the heatmap, the position plot and their JSON."
+        ),
     ] = Path("myopia-attribution"),
     seed: PresetSeedOption = None,
     progress: ProgressOption = True,
@@ -170,7 +174,7 @@ def attribute(
 
     from myopia.attribution.run import AttributionConfig, measure
     from myopia.data.text import load_corpus
-    from myopia.models.loading import load_model
+    from myopia.models.loading import check_seq_len, load_model
 
     config = with_options(
         AttributionConfig.full(),
@@ -185,6 +189,7 @@ def attribute(
     config.check()
     torch.manual_seed(config.seed)  # a fresh model's weights
     loaded, tokenizer = load_model(model)
+    check_seq_len(loaded, config.seq_len)
     run = measure(loaded, tokenizer, config, load_corpus(text), show_progress=progress)
     shares = run.attribution.future_share()
     ranked = sorted(

@@ -15,6 +15,7 @@ from myopia.cli.app import (
     TextOption,
     app,
     out_console,
+    out_folder,
     print_written,
 )
 from myopia.protocol import with_options
@@ -43,7 +44,10 @@ def lookahead(
     ] = None,
     seed: PresetSeedOption = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for lookahead.json and the plot with its JSON.")
+        Path,
+        typer.Option(
+            callback=out_folder, help="Folder for lookahead.json and the plot with its JSON."
+        ),
     ] = Path("myopia-lookahead"),
     progress: ProgressOption = True,
 ) -> None:

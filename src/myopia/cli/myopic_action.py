@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ProgressOption, app, out_console
+from myopia.cli.app import ProgressOption, app, out_console, out_folder
 from myopia.cli.training import Lr, RunSeed, Seeds, Steps, WarmupSteps
 
 
@@ -31,7 +31,8 @@ def myopic_action(
     seeds: Seeds = None,
     seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot.")
+        Path,
+        typer.Option(callback=out_folder, help="Folder for myopic_action.json and the P(P1) plot."),
     ] = Path("myopia-myopic-action"),
     progress: ProgressOption = True,
 ) -> None:

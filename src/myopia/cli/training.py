@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ModelOption, ProgressOption, SeedOption, TextOption, app, out_console
+from myopia.cli.app import (
+    ModelOption,
+    ProgressOption,
+    SeedOption,
+    TextOption,
+    app,
+    out_console,
+    out_folder,
+)
 
 train_app = typer.Typer(
     help="Train a model with the ordinary or a myopic gradient, on one task; checkpoints "
@@ -39,7 +47,10 @@ Seeds = Annotated[int | None, typer.Option("--seeds", help="Seeds: --seed, --see
 RunSeed = Annotated[int | None, typer.Option(help="Random seed (the first of --seeds).")]
 Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")]
 RunOut = Annotated[
-    Path, typer.Option(help="Folder for checkpoint.pt, log.json and the loss curve.")
+    Path,
+    typer.Option(
+        callback=out_folder, help="Folder for checkpoint.pt, log.json and the loss curve."
+    ),
 ]
 CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints.", min=1)]
 P = Annotated[
@@ -266,7 +277,11 @@ def train_choice(
     warmup_steps: WarmupSteps = None,
     seed: SeedOption = 0,
     out: Annotated[
-        Path, typer.Option(help="Folder for myopic_action.json and the P(P1) plot (both arms).")
+        Path,
+        typer.Option(
+            callback=out_folder,
+            help="Folder for myopic_action.json and the P(P1) plot (both arms).",
+        ),
     ] = Path("myopia-train"),
     progress: ProgressOption = True,
 ) -> None:
@@ -309,9 +324,9 @@ def train_induction(
     lr: Lr = None,
     warmup_steps: WarmupSteps = None,
     seed: SeedOption = 0,
-    out: Annotated[Path, typer.Option(help="Folder for log.json and the loss curve.")] = Path(
-        "myopia-train"
-    ),
+    out: Annotated[
+        Path, typer.Option(callback=out_folder, help="Folder for log.json and the loss curve.")
+    ] = Path("myopia-train"),
     progress: ProgressOption = True,
 ) -> None:
     """A 2-layer attention-only model on repeated random segments, where induction heads
@@ -411,7 +426,10 @@ def gap_precaching(
     seeds: Seeds = None,
     seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for the JSON, the plots and the runs (which resume).")
+        Path,
+        typer.Option(
+            callback=out_folder, help="Folder for the JSON, the plots and the runs (which resume)."
+        ),
     ] = Path("myopia-gap"),
     progress: ProgressOption = True,
 ) -> None:
@@ -477,7 +495,10 @@ def gap_text(
     seeds: Seeds = None,
     seed: RunSeed = None,
     out: Annotated[
-        Path, typer.Option(help="Folder for the JSON, the plot and the runs (which resume).")
+        Path,
+        typer.Option(
+            callback=out_folder, help="Folder for the JSON, the plot and the runs (which resume)."
+        ),
     ] = Path("myopia-gap"),
     progress: ProgressOption = True,
 ) -> None:

@@ -33,7 +33,7 @@ from myopia.data.text import corpus_sha256, load_corpus, token_windows
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import mean_token_loss
 from myopia.io import atomic_write_json
-from myopia.models.loading import load_model
+from myopia.models.loading import check_seq_len, load_model
 from myopia.training.batches import WindowBatches
 from myopia.training.config import TrainConfig
 from myopia.training.fit import (
@@ -92,6 +92,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True)
     random.seed(config.seed)
     np.random.seed(config.seed)
     model, tokenizer = load_model(_model_spec(config))
+    check_seq_len(model, config.seq_len)
     device = training_device(rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)  # nccl and the device mesh use the current device

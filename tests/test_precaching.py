@@ -121,3 +121,17 @@ def test_probe_reads_a_planted_feature_and_not_an_absent_one():
     assert r2.shape == (1, 5)
     assert r2[0, 0] > 0.99
     assert np.all(np.abs(r2[0, 1:]) < 0.05)
+
+
+def test_lags_past_the_sequence_and_bad_frequencies_are_one_line():
+    from myopia.errors import MyopiaError
+    from myopia.training.precaching import PrecachingTask
+
+    for bad, option in (
+        ({"lags": 40, "seq_len": 32}, "--lags"),
+        ({"frequency": float("nan")}, "--frequency"),
+        ({"frequency": 0.0}, "--frequency"),
+    ):
+        with pytest.raises(MyopiaError) as error:
+            PrecachingTask(**bad)
+        assert str(error.value).startswith(option) and "\n" not in str(error.value)

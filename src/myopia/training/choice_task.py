@@ -129,8 +129,8 @@ class ChoiceConfig:
             )
         if self.lr <= 0 or not 0.0 < self.lr_floor <= 1.0:
             raise MyopiaError("lr must be positive and lr_floor in (0, 1]")
-        if not 0 <= self.warmup_steps < self.steps:
-            raise MyopiaError(f"warmup_steps must be in [0, steps), got {self.warmup_steps}")
+        if self.warmup_steps < 0:  # as every trainer: a warmup longer than the run is allowed
+            raise MyopiaError(f"--warmup-steps {self.warmup_steps}: must be 0 or more")
 
     # Layout of a sequence: BOS, context, ASK, choice, continuation.
     @property

@@ -14,6 +14,7 @@ at earlier positions helps, so normal and myopic training should end level.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,14 @@ class PrecachingTask:
         if not 0.0 <= self.p <= 1.0:
             raise MyopiaError(f"p must be a probability, got {self.p}")
         if self.lags < 0:
-            raise MyopiaError(f"lags must be 0 or more, got {self.lags}")
+            raise MyopiaError(f"--lags {self.lags}: must be 0 or more")
+        if self.lags >= self.seq_len:
+            raise MyopiaError(
+                f"--lags {self.lags} reaches past the sequence (--seq-len {self.seq_len}): "
+                "no position would have all its lagged inputs; give fewer lags"
+            )
+        if not (math.isfinite(self.frequency) and self.frequency > 0):
+            raise MyopiaError(f"--frequency {self.frequency}: must be a positive number")
 
     def batch(self, generator: torch.Generator, batch_size: int):
         """Inputs (B, T, 2) = (x, z) and targets (B, T, 1)."""

@@ -44,7 +44,7 @@ def test_bad_settings_are_refused_in_one_line():
 
 
 def test_model_maps_inputs_to_one_prediction_per_position():
-    task = PrecachingTask(d_model=16, n_heads=2, seq_len=8)
+    task = PrecachingTask(lags=3, d_model=16, n_heads=2, seq_len=8)
     inputs, targets = task.batch(torch.Generator().manual_seed(0), 2)
     assert task.model()(inputs).shape == targets.shape == (2, 8, 1)
     assert len(task.model().hidden_states(inputs)) == task.n_layers + 1

@@ -172,6 +172,14 @@ def make_quote_requests(
             f"the text has no passage of {low} consecutive lines of {MIN_LINE_WORDS} to "
             f"{MAX_LINE_WORDS} words: give longer text with --text"
         )
+    # Passages do not overlap, so the text holds at most this many: asking for more is
+    # refused at once instead of searching (for a huge --n-contexts) practically forever.
+    capacity = sum(len(run) // low for _, run in runs)
+    if n_contexts > capacity:
+        raise MyopiaError(
+            f"the text holds at most {capacity} distinct passages, fewer than the "
+            f"{n_contexts} contexts asked for: ask for fewer or give more text"
+        )
     contexts, used = [], {}  # run index -> line indices already in a context
     for _ in range(50 * n_contexts):
         if len(contexts) == n_contexts:

@@ -33,6 +33,9 @@ TASKS = ("task", "control")
 FULL_SEEDS = n_for_half_width(0.0111, 0.012, minimum=8)
 
 
+MAX_WIDTH = 4096
+
+
 @dataclass(frozen=True)
 class EffortAllocationConfig:
     """C3's runs: each width × {task, control} × {normal, myopic} × seed. ``full()`` is the
@@ -180,6 +183,10 @@ def measure_effort_allocation(
         raise MyopiaError(f"need at least 2 seeds for an interval, got {config.n_seeds}")
     if not config.widths:
         raise MyopiaError("widths is empty: give at least one d_model")
+    # A capacity-limited model is the point of C3: widths beyond a few thousand are a typo
+    # (and beyond 2**63 cannot even be allocated).
+    if not all(1 <= width <= MAX_WIDTH for width in config.widths):
+        raise MyopiaError(f"--width {list(config.widths)}: each must be in [1, {MAX_WIDTH}]")
     start = time.perf_counter()
     fit = config.fit()
     gradient_pair = ("normal", config.myopic_gradient)

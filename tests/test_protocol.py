@@ -72,7 +72,7 @@ def test_the_cli_defaults_are_the_reports_full_configuration(claim, monkeypatch,
     run = getattr(importlib.import_module(module), name)
     text = tmp_path / "text.txt"
     words = "cat dog mat log sun rain hill sea ship road king bell".split()
-    rows = (" ".join(words[(i * k) % 12] for k in (1, 3, 5, 7, 11)) for i in range(4000))
+    rows = (" ".join(words[(i * k) % 12] for k in (1, 3, 5, 7, 11)) for i in range(8000))
     text.write_text("\n".join(f"{i} {row}." for i, row in enumerate(rows)))
     command = [str(text) if arg == TEXT else arg for arg in command]
     from_cli = cli_config(*command, "--model", TINY, "--out", str(tmp_path / "cli"))

@@ -167,6 +167,8 @@ def test_bad_settings_are_one_line_errors(text, tmp_path):
         config(text, tmp_path, gradient="future")
     assert "\n" not in str(error.value)
     with pytest.raises(MyopiaError, match="fewer than one batch"):
+        train(config(text, tmp_path, seq_len=256, batch_size=100_000), show_progress=False)
+    with pytest.raises(MyopiaError, match="exceeds the model.s context"):
         train(config(text, tmp_path, seq_len=2000, batch_size=64), show_progress=False)
 
 

@@ -42,8 +42,12 @@ def test_previous_token_heads_measures_the_kept_heads(tmp_path):
                     "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "previous_token_heads.json").read_text())
-    assert len(saved["heads"]) == 2 and len(saved["per_sequence"]["loss_rise_first"]) == 3
-    assert saved["config"]["n"] == 8 and "natural_text_share_difference" in saved
+    assert len(saved["heads"]) == 2 and saved["config"]["n"] == 8
+    # Every measurement of the kept heads sits beside its layer-matched random-set null.
+    for measure in ("future_share", "ablation_effect"):
+        null = saved[measure]
+        assert len(null["null"]) == null["n_null"] == 100 and 0 < null["p"] <= 1
+    assert {"current_per_position", "future_per_position"} <= set(saved["text_effects"])
     # Nothing above an unreachable threshold: said, and nothing measured.
     none = invoke("previous-token-heads", "--model", TINY, *args, "--threshold", "2",
                   "--out", str(tmp_path / "none"))  # fmt: skip

@@ -39,8 +39,14 @@ def test_previous_token_heads_measures_the_kept_heads(tmp_path):
     args = ["--n", "8", "--batch", "3", "--text-len", "12", "--text-batch", "2", "--top-k", "2"]
     # Threshold 0: a random model has no previous-token head, so keep the two best.
     result = myopia("previous-token-heads", "--model", TINY, *args, "--threshold", "0",
-                    "--out", str(out))  # fmt: skip
+                    "--planted", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # The known answers, on the hand-built models.
+    assert "feeds an induction head: supported" in result.stdout
+    assert "serves only its own position: refuted" in result.stdout
+    assert set(json.loads((out / "planted_control.json").read_text())) == {
+        "feeds_induction", "current_only"
+    }
     saved = json.loads((out / "previous_token_heads.json").read_text())
     assert len(saved["heads"]) == 2 and saved["config"]["n"] == 8
     # Every measurement of the kept heads sits beside its layer-matched random-set null.

@@ -62,7 +62,18 @@ def _comparison(observed, null):
 NULL = np.linspace(0.0, 1.0, 100)  # median 0.5, 95th percentile 0.95
 
 
-def _numbers(share, effect, control=(0.5, 0.5)):
+def _found(share, effect):
+    return {
+        "heads": [{"layer": 0, "head": 0, "score": 0.97}],
+        "future_share": _comparison(share, NULL),
+        "ablation_effect": _comparison(effect, NULL),
+    }
+
+
+KNOWN = {"feeds_induction": _found(1.2, 3.0), "current_only": _found(0.1, 0.0)}
+
+
+def _numbers(share, effect, control=(0.5, 0.5), planted=KNOWN):
     return {
         "C4": SectionResult(
             summary="",
@@ -74,6 +85,7 @@ def _numbers(share, effect, control=(0.5, 0.5)):
                     "future_share": _comparison(control[0], NULL),
                     "ablation_effect": _comparison(control[1], NULL),
                 },
+                "planted": planted,
             },
         )
     }
@@ -98,6 +110,12 @@ def test_a_failed_control_makes_the_rule_inconclusive():
     result = c4_rule(_numbers(1.2, 3.0, control=(1.3, 2.0)))  # a random set "supported"
     assert result.value == "inconclusive" and "failed its control" in result.reason
     assert not result.control.passed
+    # The planted head that serves only its own position called supported: failed too.
+    wrong = {**KNOWN, "current_only": _found(1.2, 3.0)}
+    result = c4_rule(_numbers(1.2, 3.0, planted=wrong))
+    assert result.value == "inconclusive" and "serves only its own position: supported" in (
+        result.control.summary
+    )
 
 
 def test_permutation_p_counts_the_observed():

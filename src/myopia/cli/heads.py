@@ -72,6 +72,15 @@ def previous_token_heads(
         float | None, typer.Option(help="Least previous-token score of a kept head.")
     ] = None,
     seed: PresetSeedOption = None,
+    planted: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the known-answer control: the same measurement and rule on two "
+            "hand-built models, a previous-token head that feeds an induction head (must "
+            "come out supported) and one that serves only its own position (must not); "
+            "written to planted_control.json."
+        ),
+    ] = False,
     out: Annotated[
         Path, typer.Option(callback=out_folder, help="Folder for previous_token_heads.json.")
     ] = Path("myopia-previous-token-heads"),
@@ -81,7 +90,13 @@ def previous_token_heads(
     mean-ablation effect Δsecond − Δfirst on fresh repeated tokens, with permutation
     p-values. Defaults: the report's full budget (section C4)."""
     from myopia.data.text import load_corpus
-    from myopia.heads.previous_token_role import PreviousTokenHeadsConfig, measure
+    from myopia.experiments.c4_previous_token_heads import PLANTED_NAMES, c4_main
+    from myopia.heads.previous_token_role import (
+        PreviousTokenHeadsConfig,
+        measure,
+        planted_control,
+    )
+    from myopia.io import atomic_write_json
     from myopia.models.loading import load_model
 
     config = with_options(
@@ -128,7 +143,13 @@ def previous_token_heads(
                 f"{v['p']:.3f}",
             )
         out_console.print(table)
-    print_written(result.write(out, model))
+    written = result.write(out, model)
+    if planted:
+        known = {kind: r.to_dict() for kind, r in planted_control(config).items()}
+        for kind, numbers in known.items():
+            out_console.print(f"planted head that {PLANTED_NAMES[kind]}: {c4_main(numbers).value}")
+        written.append(atomic_write_json(out / "planted_control.json", known))
+    print_written(written)
 
 
 @app.command()

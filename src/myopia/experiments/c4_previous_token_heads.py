@@ -10,7 +10,9 @@ ablation of every set, batched; first order beside it only for its agreement).
 Rule, fixed before running: supported if both detected values exceed the null's 95th
 percentile (permutation p < 0.05); refuted if either lies below the null's median; else
 inconclusive. Control, in the report: a random matched set standing in for the detected
-heads, against the rest of the null, must not come out supported.
+heads, against the rest of the null, must not come out supported; and on two models built
+by hand (``myopia.heads.planted``), a previous-token head that feeds an induction head must
+come out supported and one that serves only its own position must not.
 Section C4-small repeats the version-1 measurement on a 2-layer attention-only model
 trained here, as a description.
 """
@@ -27,6 +29,7 @@ from myopia.heads.previous_token_role import (
     PreviousTokenHeadsConfig,
     PreviousTokenRole,
     measure,
+    planted_control,
     previous_token_role,
 )
 from myopia.protocol import preset
@@ -92,6 +95,8 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
             budget=budget,
         )
     numbers = result.to_dict()
+    planted = {kind: r.to_dict() for kind, r in planted_control(config).items()}
+    numbers["planted"] = planted
     heads = ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in result.heads)
     out = ctx.section_dir("C4")
     plot = plot_null_distributions(
@@ -116,7 +121,8 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
         f"{effect['null_q95']:+.3f} (p = {effect['p']:.3f}). For the current position on "
         f"natural text, ablating them changes the loss at the position itself by "
         f"{text['current_per_position']:+.4f} nats per position and at later positions by "
-        f"{text['future_per_position']:+.4f} (first order, summed over the heads)."
+        f"{text['future_per_position']:+.4f} (first order, summed over the heads). "
+        f"Known answers: {_planted_text(planted)}."
     )
     rows = [
         {
@@ -155,8 +161,11 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
             "Control (rule 1): the first null set stands in for the detected heads against "
             "the others; the rule must not say supported on it (it can by chance, at most "
             "5% of seeds).",
-            "Left: the planted-head control in a small model built in code (a previous-token "
-            "head that feeds an induction head, and one useful only at its own position).",
+            "Control (rule 2): two 2-layer GPT-2 models built by hand "
+            "(`myopia.heads.planted`), each with a previous-token head at L0.H0 and small "
+            "random heads elsewhere, measured with the same budgets and null on repeated "
+            "random tokens: the head that feeds an induction head must come out supported, "
+            "the one that serves only its own position must not.",
         ],
         budget=budget,
     )
@@ -226,14 +235,38 @@ def c4_main(numbers: dict) -> Verdict:
     return Verdict(INCONCLUSIVE, f"{described}: not both above the null's 95th percentile")
 
 
+PLANTED_EXPECTED = {"feeds_induction": True, "current_only": False}  # supported?
+
+
+def _planted_text(planted: dict) -> str:
+    return "; ".join(
+        f"the planted head that {PLANTED_NAMES[kind]}: {c4_main(numbers).value}"
+        for kind, numbers in planted.items()
+    )
+
+
+PLANTED_NAMES = {
+    "feeds_induction": "feeds an induction head",
+    "current_only": "serves only its own position",
+}
+
+
 def c4_control(numbers: dict) -> Control:
-    """A random matched set standing in for the detected heads must not come out supported."""
+    """Passes when a random matched set standing in for the detected heads does not come
+    out supported, the planted head that feeds an induction head does, and the planted
+    head that serves only its own position does not."""
     control = numbers["control"]
     stand_in = c4_main({"heads": numbers["heads"], **control})
+    planted = numbers.get("planted", {})
+    known = all(
+        kind in planted and (c4_main(planted[kind]).value == SUPPORTED) == expected
+        for kind, expected in PLANTED_EXPECTED.items()
+    )
     return Control(
-        stand_in.value != SUPPORTED,
+        stand_in.value != SUPPORTED and known,
         f"a layer-matched random set in place of the detected heads: {stand_in.value} "
-        f"(p = {control['future_share']['p']:.3f}, {control['ablation_effect']['p']:.3f})",
+        f"(p = {control['future_share']['p']:.3f}, {control['ablation_effect']['p']:.3f}); "
+        f"{_planted_text(planted) if planted else 'the planted models were not measured'}",
     )
 
 

@@ -18,7 +18,7 @@ section. ``measure`` is C4 as the report and ``myopia previous-token-heads`` run
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ from myopia.heads.matched_null import (
     matched_sets,
     set_ablation_effects,
 )
+from myopia.heads.planted import KINDS as PLANTED_KINDS
+from myopia.heads.planted import planted_model
 from myopia.heads.scan import text_batch
 from myopia.io import atomic_write_json
 from myopia.protocol import VERDICT_SEED
@@ -251,7 +253,25 @@ def measure(
     """C4: detect the previous-token heads on ``config.detect_batch`` sequences of 2 ×
     ``config.n`` repeated random tokens; on fresh sequences and on natural text, compare
     them with ``config.n_null`` layer-matched random sets (``myopia.heads.matched_null``)."""
-    detect = repeated_random_tokens(tokenizer, config.n, config.detect_batch, seed=config.seed)
+    return measure_on(
+        model,
+        config,
+        detect=repeated_random_tokens(tokenizer, config.n, config.detect_batch, seed=config.seed),
+        ablate=repeated_random_tokens(tokenizer, config.n, config.batch, seed=config.seed + 1),
+        text=text_batch(tokenizer, documents, config.text_len, config.text_batch, config.seed),
+    )
+
+
+def measure_on(
+    model: nn.Module,
+    config: PreviousTokenHeadsConfig,
+    detect: torch.Tensor,
+    ablate: torch.Tensor,
+    text: torch.Tensor,
+) -> PreviousTokenHeadsResult:
+    """C4 on given token ids: heads detected on ``detect`` (repeated random tokens, 2 ×
+    ``config.n`` after any prefix), the exact ablation effect on ``ablate`` (the same
+    layout), future shares on ``text``; ``config`` gives the head and null settings."""
     heads = detected_previous_token_heads(model, detect, config.top_k, config.threshold)
     if not heads:
         return PreviousTokenHeadsResult(config, [])
@@ -261,21 +281,19 @@ def measure(
     sets = matched_sets(heads, n_heads, config.n_null + 1, seed=config.seed + 2)
     detected = [(h.layer, h.head) for h in heads]
 
-    text = text_batch(tokenizer, documents, config.text_len, config.text_batch, config.seed)
     attribution = attribute(model, text, method="first_order", ablation="mean")
     grid = attribution.share_grid()[:, :n_heads]  # (L, H) future share per head
     share_null = [_set_median(grid, s) for s in sets]
 
     # (ii) exact mean ablation of every set on fresh sequences; first order beside it.
-    ids = repeated_random_tokens(tokenizer, config.n, config.batch, seed=config.seed + 1)
     checked = [detected, *sets]
     exact = np.concatenate(
         [
-            exact_set_effects(model, ids, config.n, checked[i : i + config.set_chunk])
+            exact_set_effects(model, ablate, config.n, checked[i : i + config.set_chunk])
             for i in range(0, len(checked), config.set_chunk)
         ]
     )
-    per_head = set_ablation_effects(model, ids, config.n).mean(-1).numpy()  # (L, H)
+    per_head = set_ablation_effects(model, ablate, config.n).mean(-1).numpy()  # (L, H)
     first = np.array([sum(per_head[layer, head] for layer, head in s) for s in checked])
     agreement = {
         "sets": len(checked),
@@ -306,3 +324,35 @@ def measure(
         agreement=agreement,
         text_effects=text_effects,
     )
+
+
+PLANTED_VOCAB = 64  # tokens of the planted models: few enough for one-hot subspaces
+
+
+def planted_control(config: PreviousTokenHeadsConfig) -> dict[str, PreviousTokenHeadsResult]:
+    """C4 on the two planted models of ``myopia.heads.planted`` (a previous-token head that
+    feeds an induction head; one that serves only its own position), with ``config``'s
+    budgets: the known answers the measurement and its rule must find. Their "natural
+    text" is repeated random tokens, where the planted induction circuit is of use. The
+    detection threshold is the default one whatever ``config`` says: with a threshold
+    near 0 the random heads (score about 0.1) would join the planted one and the known
+    answer would no longer be known."""
+    config = replace(config, threshold=PreviousTokenHeadsConfig.threshold)
+    positions = max(48, 2 * config.n)
+    results = {}
+    for kind in PLANTED_KINDS:
+        model = planted_model(kind, vocab=PLANTED_VOCAB, positions=positions, seed=config.seed)
+        results[kind] = measure_on(
+            model,
+            config,
+            detect=repeated_random_tokens(
+                PLANTED_VOCAB, config.n, config.detect_batch, seed=config.seed
+            ),
+            ablate=repeated_random_tokens(
+                PLANTED_VOCAB, config.n, config.batch, seed=config.seed + 1
+            ),
+            text=repeated_random_tokens(
+                PLANTED_VOCAB, config.n, config.text_batch, seed=config.seed + 3
+            ),
+        )
+    return results

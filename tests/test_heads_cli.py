@@ -45,7 +45,8 @@ def test_previous_token_heads_measures_the_kept_heads(tmp_path):
     assert "feeds an induction head: supported" in result.stdout
     assert "serves only its own position: refuted" in result.stdout
     assert set(json.loads((out / "planted_control.json").read_text())) == {
-        "feeds_induction", "current_only"
+        "feeds_induction",
+        "current_only",
     }
     saved = json.loads((out / "previous_token_heads.json").read_text())
     assert len(saved["heads"]) == 2 and saved["config"]["n"] == 8

@@ -232,3 +232,36 @@ def test_section_end_to_end_on_a_tiny_model(tmp_path, tiny_mlp):
     control = result.numbers["control"]
     assert control["chance"] == pytest.approx(1 / 256) and set(control["per_k"]) == {"1", "2", "3"}
     assert len({tuple(row) for row in result.rows}) == 1  # one table, one set of columns
+
+
+def test_trained_models_section_reuses_c1a_text_runs_and_probes_both(tmp_path, monkeypatch):
+    from myopia.experiments.c5_future_probes import probes_on_trained_models
+    from myopia.lookahead.measure import FutureProbeConfig
+    from myopia.training.fit import CHECKPOINT
+    from myopia.training.gap import train_or_reuse
+    from myopia.training.text_gap import TextGapConfig
+
+    small = TextGapConfig(model=TINY, modes=("normal", "kv"), n_seeds=1, seq_len=24,
+                          batch_size=4, steps=4, eval_windows=8)  # fmt: skip
+    monkeypatch.setattr(TextGapConfig, "quick", classmethod(lambda cls: small))
+    probes = FutureProbeConfig(n_fit=6, n_val=3, n_eval=6, n_classes=64)
+    monkeypatch.setattr(FutureProbeConfig, "quick", classmethod(lambda cls: probes))
+    words = np.random.default_rng(0).choice(["the ", "cat ", "sat ", "on ", "a ", "mat\n"], 6000)
+    text = tmp_path / "corpus.txt"
+    text.write_text("".join(words))
+    model, tokenizer = load_model(TINY)
+    config = ReportConfig(model=TINY, out=tmp_path / "report", quick=True, text=text, seed=5)
+    ctx = ReportContext(config, model, tokenizer, describe_model(model))
+    ctx.config.show_progress = False
+    # C1a-text's runs, trained first: the section must load them, not train again.
+    base = small.train_config(text, config.out / "C1a-text" / "runs")
+    trained = {mode: train_or_reuse(base, mode, 5).out / CHECKPOINT for mode in small.modes}
+    stamps = {mode: path.stat().st_mtime_ns for mode, path in trained.items()}
+    result = probes_on_trained_models(ctx)
+    assert {mode: path.stat().st_mtime_ns for mode, path in trained.items()} == stamps
+    per_mode = result.numbers["per_mode"]
+    assert set(per_mode) == {"normal", "kv"} and set(per_mode["kv"]) == {"1", "2", "3"}
+    lost = result.numbers["margin_lost_to_myopic_training"]
+    for k, value in lost.items():
+        normal, kv = (per_mode[mode][k]["difference"]["mean"] for mode in ("normal", "kv"))
+        assert value == pytest.approx(normal - kv)

@@ -143,8 +143,10 @@ def measure(
     config: FutureProbeConfig,
     documents: list[Document],
     show_progress: bool = False,
+    control: bool = True,
 ) -> FutureProbeResult:
-    """C5: future-token probes of ``model`` on windows of ``documents`` (module docstring)."""
+    """C5: future-token probes of ``model`` on windows of ``documents`` (module docstring);
+    ``control``: also on i.i.d. random tokens (the verdict's control)."""
     n_states = model.config.num_hidden_layers + 1
     probe_config = LookaheadConfig(
         n_classes=config.n_classes, layers=config.layers(n_states), seed=config.seed
@@ -153,8 +155,8 @@ def measure(
     probes = measure_lookahead(
         model, fit, val, held_out, table, probe_config, show_progress=show_progress
     )
-    control = random_token_control(model, config, probe_config, show_progress)
-    return FutureProbeResult(config, probes, len(table), control)
+    random = random_token_control(model, config, probe_config, show_progress) if control else None
+    return FutureProbeResult(config, probes, len(table), random)
 
 
 def random_token_control(

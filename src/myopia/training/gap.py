@@ -23,7 +23,7 @@ from myopia.progress import track
 from myopia.stats import Interval, mean_ci, paired_difference_ci
 from myopia.training.config import TrainConfig
 from myopia.training.continuous import ContinuousFit
-from myopia.training.loop import CHECKPOINT, train
+from myopia.training.loop import CHECKPOINT, TrainResult, train
 from myopia.training.precaching import PrecachingRun, PrecachingTask, train_precaching
 
 
@@ -131,6 +131,13 @@ def sample_eval_windows(
     return windows[order[:n_windows]]
 
 
+def train_or_reuse(base: TrainConfig, mode: str, seed: int) -> TrainResult:
+    """``base`` trained with gradient ``mode`` and ``seed`` in ``base.out/<mode>-seed<k>``:
+    a run already there is continued, or, if finished, loaded as it is."""
+    config = replace(base, gradient=mode, seed=seed, out=Path(base.out) / f"{mode}-seed{seed}")
+    return train(config, resume=(config.out / CHECKPOINT).exists(), show_progress=False)
+
+
 def text_gap(
     base: TrainConfig,
     seeds: list[int],
@@ -147,8 +154,7 @@ def text_gap(
     windows, device = None, "cpu"
     jobs = [(mode, seed) for seed in seeds for mode in modes]
     for mode, seed in track(jobs, "natural-text gap", enabled=show_progress):
-        config = replace(base, gradient=mode, seed=seed, out=Path(base.out) / f"{mode}-seed{seed}")
-        result = train(config, resume=(config.out / CHECKPOINT).exists(), show_progress=False)
+        result = train_or_reuse(base, mode, seed)
         device = result.device
         if windows is None:
             windows = sample_eval_windows(

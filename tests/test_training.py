@@ -301,3 +301,19 @@ def test_a_checkpoint_in_a_folder_not_yet_made_is_written(tmp_path):
         checkpoint=Checkpointing(path, 1, {}),
     )
     assert load_checkpoint(path)["step"] == 2
+
+
+def test_cpu_threads_sets_and_restores_torch_threads_on_the_cpu_only():
+    from myopia.training.fit import cpu_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before > 1 else 2
+    with cpu_threads(target, torch.device("cpu")):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), cpu_threads(target, torch.device("cpu")):
+        raise RuntimeError("a failed run")
+    assert torch.get_num_threads() == before  # restored after an error too
+    for threads, device in ((None, "cpu"), (target, "cuda")):
+        with cpu_threads(threads, torch.device(device)):
+            assert torch.get_num_threads() == before

@@ -47,7 +47,13 @@ from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
 from myopia.progress import Bar
-from myopia.training.fit import Optimisation, fit, training_device
+from myopia.training.fit import (
+    SMALL_MODEL_THREADS,
+    Optimisation,
+    cpu_threads,
+    fit,
+    training_device,
+)
 
 # "normal" and "kv" are the gradient modes of the training loop (teacher-forced); the
 # CLI's --gradient takes these names.
@@ -406,16 +412,17 @@ def train_choice(
         if entry["step"] % config.eval_every == 0 or entry["step"] == config.steps:
             entry["p1"] = measure_choice(model, contexts)[0]
 
-    log = fit(
-        model,
-        loss,
-        Optimisation(config.steps, config.lr, config.warmup_steps, floor=config.lr_floor),
-        device=device,
-        gradient="kv" if regime == "kv" else "normal",
-        evaluate=evaluate,
-        progress=bar if bar is not None else False,
-        label=f"C2 {regime} {arm}, seed {seed}",
-    )
+    with cpu_threads(SMALL_MODEL_THREADS, device):
+        log = fit(
+            model,
+            loss,
+            Optimisation(config.steps, config.lr, config.warmup_steps, floor=config.lr_floor),
+            device=device,
+            gradient="kv" if regime == "kv" else "normal",
+            evaluate=evaluate,
+            progress=bar if bar is not None else False,
+            label=f"C2 {regime} {arm}, seed {seed}",
+        )
     measured = [e for e in log if "p1" in e]
     mass = measure_choice(model, contexts)[1]
     hard, easy = branch_losses(model, config, arm)

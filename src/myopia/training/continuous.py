@@ -19,7 +19,13 @@ from torch import nn
 from transformers import GPT2Config, GPT2Model
 
 from myopia.errors import MyopiaError
-from myopia.training.fit import Checkpointing, Optimisation, training_device
+from myopia.training.fit import (
+    SMALL_MODEL_THREADS,
+    Checkpointing,
+    Optimisation,
+    cpu_threads,
+    training_device,
+)
 from myopia.training.fit import fit as run_fit
 
 CONTINUOUS_GRADIENTS = ("normal", "kv", "residual")
@@ -122,20 +128,21 @@ def fit_continuous(
         return loss(model(inputs), targets)
 
     settings = {"fit": asdict(fit), "task": task_settings or {}}
-    log = run_fit(
-        model,
-        step_loss,
-        Optimisation(fit.steps, fit.lr, fit.warmup_steps, floor=0.05),
-        device=device,
-        gradient=fit.gradient,
-        attention=model.backbone,
-        generators=[data],
-        checkpoint=None
-        if checkpoint is None
-        else Checkpointing(checkpoint, checkpoint_every, settings),
-        evaluate=evaluate,
-        progress=show_progress,
-    )
+    with cpu_threads(SMALL_MODEL_THREADS, device):
+        log = run_fit(
+            model,
+            step_loss,
+            Optimisation(fit.steps, fit.lr, fit.warmup_steps, floor=0.05),
+            device=device,
+            gradient=fit.gradient,
+            attention=model.backbone,
+            generators=[data],
+            checkpoint=None
+            if checkpoint is None
+            else Checkpointing(checkpoint, checkpoint_every, settings),
+            evaluate=evaluate,
+            progress=show_progress,
+        )
     return [
         (e["step"], e["train_loss"])
         for e in log

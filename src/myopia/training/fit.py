@@ -43,6 +43,10 @@ from myopia.training.parallel import all_finite, full_state, is_sharded, load_fu
 from myopia.training.schedule import adamw_with_schedule
 
 CHECKPOINT = "checkpoint.pt"
+# CPU threads for the report's small synthetic models (d_model <= 128): their tensors are
+# too small to share between threads, and bench/small_model_threads.py measures a second
+# thread making each step slower, not faster.
+SMALL_MODEL_THREADS = 1
 
 
 def training_device(rank: int | None = None) -> torch.device:
@@ -96,6 +100,21 @@ class Checkpointing:
     path: Path
     every: int
     settings: dict
+
+
+@contextmanager
+def cpu_threads(threads: int | None, device: torch.device):
+    """Inside, torch's CPU ops use ``threads`` threads when ``device`` is the CPU (None:
+    leave torch's setting); restored on leaving."""
+    if threads is None or device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def claim_run_folder(out: Path, resume: bool) -> Path:

@@ -22,7 +22,14 @@ import torch
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, mean_token_loss, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
-from myopia.training.fit import Optimisation, fit, training_device, write_run_record
+from myopia.training.fit import (
+    SMALL_MODEL_THREADS,
+    Optimisation,
+    cpu_threads,
+    fit,
+    training_device,
+    write_run_record,
+)
 
 FIRST_TOKEN = 3  # ids 0-2 are the fresh models' special tokens
 
@@ -118,14 +125,15 @@ def train_induction_model(
         )
         return mean_token_loss(model, {"input_ids": ids.to(device)})
 
-    log = fit(
-        model,
-        loss,
-        Optimisation(task.steps, task.lr, task.warmup_steps, floor=0.05),
-        device=device,
-        progress=show_progress,
-        label="induction model",
-    )
+    with cpu_threads(SMALL_MODEL_THREADS, device):
+        log = fit(
+            model,
+            loss,
+            Optimisation(task.steps, task.lr, task.warmup_steps, floor=0.05),
+            device=device,
+            progress=show_progress,
+            label="induction model",
+        )
     curve = [
         (e["step"], e["train_loss"])
         for e in log

@@ -25,6 +25,7 @@ from myopia.faithfulness.copy_detector import (
     cluster_bootstrap,
     context_folds,
     evaluate_detectors,
+    shuffled_null,
 )
 from myopia.faithfulness.lookback import (
     lookback_ratios,
@@ -233,6 +234,25 @@ def test_output_only_baseline_catches_a_signal_in_the_output_and_types_are_split
         types=np.where(labels == 1, "absent", "present"),
     )  # fmt: skip
     assert one_label.by_type == {"absent": None, "present": None}
+
+
+def test_shuffled_control_averages_independent_shufflings_around_chance():
+    """Labels a detector separates almost perfectly: refitted on each shuffling it is at
+    chance, the shufflings differ from one another, and the t interval over them (n =
+    the number of shufflings) contains 0.5; one shuffling gives no interval at all."""
+    lookback, _, labels, groups = _planted(signal=3.0)
+    folds = context_folds(groups, 5, seed=0)
+    interval, values = shuffled_null(lookback, labels, groups, folds, seed=0, n_shuffles=8)
+    assert len(values) == 8 and interval.n == 8 and len(set(values)) > 4
+    assert interval.low < 0.5 < interval.high and interval.high - interval.low < 0.2
+    assert interval.mean == pytest.approx(np.mean(values))
+    again, _ = shuffled_null(lookback, labels, groups, folds, seed=0, n_shuffles=8)
+    assert again == interval
+    real = evaluate_detectors(lookback, [f"h{i}" for i in range(12)], lookback[:, :2],
+                              ["a", "b"], None, labels, groups, n_shuffles=3)  # fmt: skip
+    assert real.lookback.low > 0.9 and len(real.shuffled_aurocs) == 3
+    with pytest.raises(MyopiaError, match="2 or more shufflings"):
+        shuffled_null(lookback, labels, groups, folds, seed=0, n_shuffles=1)
 
 
 def test_folds_hold_out_whole_contexts():

@@ -20,9 +20,11 @@ mean entropy: what anyone sees without opening the model). CIs: 95% percentile c
 bootstrap over contexts, paired for the differences. The AUROC is also given per request
 type (word present in the passage or absent).
 
-Control: the detector refitted on shuffled labels must give an AUROC CI containing 0.5,
-else the instrument fails (a leak between folds would show here) and the verdict is
-inconclusive.
+Control: the detector refitted on 20 independent shufflings of the labels; the 95% t
+interval of their mean held-out AUROC must contain 0.5, else the instrument fails (a leak
+between folds would show here) and the verdict is inconclusive. (Until 2026-12-02 one
+shuffling with its context-bootstrap CI; that CI leaves out the shuffle's own randomness
+and is too narrow, so a sound pipeline failed about one time in seven: seed 7 did, 0.414.)
 
 Rule: **supported** if the held-out AUROC CI lies above 0.8 and the detector beats both
 baselines (paired-difference CIs above 0); **refuted** if the AUROC CI lies below 0.7;
@@ -156,7 +158,8 @@ def _summary(ctx: ReportContext, result: CopyDetectionResult) -> str:
         f"output-only model (length, log-probability, entropy) "
         f"{exact.output_only.text('.3f')} (difference "
         f"{exact.difference_output.text('+.3f')}); the control, the detector refitted on "
-        f"shuffled labels, scores {exact.shuffled.text('.3f')}."
+        f"{exact.shuffled.n} shufflings of the labels, scores {exact.shuffled.text('.3f')} "
+        f"on average."
     )
 
 
@@ -173,7 +176,7 @@ def _rows(result: CopyDetectionResult) -> list[dict]:
             ("output only: length, log-prob, entropy", outcome.output_only),
             ("detector − output only", outcome.difference_output),
             ("residual-stream probe (does not vote)", outcome.residual),
-            ("detector on shuffled labels (the control)", outcome.shuffled),
+            ("detector on shuffled labels, mean of the shufflings (the control)", outcome.shuffled),
         ]
         entries += [
             (f"detector, {kind}-word requests only", value)
@@ -264,12 +267,13 @@ def copy_verdict(detector: Interval, vs_single: Interval, vs_output: Interval) -
 
 
 def shuffled_control(shuffled: Interval) -> Control:
-    """The detector refitted on shuffled labels must sit at chance: CI containing 0.5."""
+    """The detector refitted on shuffled labels must sit at chance: the CI of its mean
+    AUROC over the shufflings contains 0.5."""
     passed = shuffled.low <= 0.5 <= shuffled.high
     return Control(
         passed,
-        f"detector refitted on shuffled labels: held-out AUROC {shuffled.text('.3f')}, "
-        + ("contains 0.5" if passed else "excludes 0.5"),
+        f"detector refitted on {shuffled.n} shufflings of the labels: mean held-out AUROC "
+        f"{shuffled.text('.3f')}, " + ("contains 0.5" if passed else "excludes 0.5"),
     )
 
 

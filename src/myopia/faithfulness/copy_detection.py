@@ -37,7 +37,12 @@ from scipy.stats import spearmanr
 
 from myopia.data.text import Document, split_text
 from myopia.errors import MyopiaError
-from myopia.faithfulness.copy_detector import DetectorOutcome, auroc, evaluate_detectors
+from myopia.faithfulness.copy_detector import (
+    SHUFFLES,
+    DetectorOutcome,
+    auroc,
+    evaluate_detectors,
+)
 from myopia.faithfulness.lookback import span_features
 from myopia.faithfulness.quote_data import QuoteRequest, make_quote_requests, quote_prompt
 from myopia.faithfulness.span_match import (
@@ -81,6 +86,7 @@ class CopyDetectionConfig:
     batch_size: int = 8  # prompts per generation batch
     n_folds: int = 5  # held-out folds of contexts
     n_resamples: int = 1000  # cluster-bootstrap resamples
+    n_shuffles: int = SHUFFLES  # shuffled labellings in the control
     seed: int = 0
     residual_layer_stride: int | None = None  # probe every stride-th hidden state and the
     # last; None: every hidden state
@@ -113,6 +119,7 @@ class CopyDetectionConfig:
             batch_size=16,
             n_folds=3,
             residual_layer_stride=6,
+            n_shuffles=5,
         )
 
     def residual_layers(self, n_states: int) -> tuple[int, ...] | None:
@@ -276,7 +283,7 @@ def detect_copy(
                 lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
                 n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
                 residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
-                types=types,
+                types=types, n_shuffles=config.n_shuffles,
             )  # fmt: skip
         except MyopiaError as error:
             reasons["exact"] = str(error)
@@ -286,7 +293,7 @@ def detect_copy(
             fuzzy = evaluate_detectors(
                 lookback[keep], names, extra[keep], list(EXTRA_FEATURES), None, fuzzy_y[keep],
                 groups[keep], n_folds=config.n_folds, n_resamples=config.n_resamples,
-                seed=config.seed,
+                seed=config.seed, n_shuffles=config.n_shuffles,
             )  # fmt: skip
         except MyopiaError as error:
             reasons["fuzzy"] = str(error)

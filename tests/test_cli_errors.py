@@ -39,6 +39,39 @@ def test_a_bad_option_is_one_line_naming_it(capsys, args, named):
     assert "--help" in lines[0]  # and says where to look
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("effort-allocation", "--seed", "100000000000000000000"), "--seed"),
+        (("effort-allocation", "--seeds", "2147483648"), "--seeds"),
+        (("gap", "precaching", "--batch-size", "2147483648"), "--batch-size"),
+        (("gap", "precaching", "--seq-len", "2147483648"), "--seq-len"),
+        (("gap", "precaching", "--d-model", "1"), "--d-model"),
+        (("off-context", "--n", "2147483648"), "--n"),
+    ],
+)
+def test_sizes_the_fuzzer_found_are_refused_before_any_work(capsys, tmp_path, args, named):
+    # Each of these reached torch before (an overflow, or 20 GB of seeds and a kill).
+    status, out, err = run_main(capsys, *args, "--out", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and named in lines[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_allocation_that_fails_inside_the_work_is_one_line(capsys, tmp_path, monkeypatch):
+    import torch
+
+    import myopia.training.precaching_gap
+
+    def allocate(*args, **kwargs):
+        return torch.empty(2**50, dtype=torch.uint8)  # a petabyte: refused at once
+
+    monkeypatch.setattr(myopia.training.precaching_gap, "measure_precaching_gap", allocate)
+    status, out, err = run_main(capsys, "gap", "precaching", "--out", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: out of memory"), err
+
+
 def test_report_refuses_an_out_that_is_a_file_before_any_work(capsys, tmp_path):
     taken = tmp_path / "results"
     taken.write_text("an earlier result")

@@ -50,6 +50,14 @@ def main(args: list[str] | None = None) -> None:
         _fail(str(error), 2)
     except typer.Abort:  # end of input at a prompt
         code = INTERRUPTED
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        _fail(
+            "out of memory: the sizes asked for (batch, sequence length, model, number of "
+            "samples) do not fit this machine; give smaller ones",
+            2,
+        )
     except typer.TyperException as error:  # click's usage errors: a bad option or command
         message = error.format_message()
         if message:  # (a group run without a subcommand has printed its help already)
@@ -60,6 +68,17 @@ def main(args: list[str] | None = None) -> None:
     if code == INTERRUPTED:
         _fail("interrupted; nothing half-written was kept (writes are atomic)", INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` says an allocation failed: Python's MemoryError, torch's
+    OutOfMemoryError (GPU) or its CPU allocator's RuntimeError."""
+    if isinstance(error, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # not imported: nothing torch allocated failed
+    if torch is not None and isinstance(error, torch.OutOfMemoryError):
+        return True
+    return "DefaultCPUAllocator: can't allocate memory" in str(error)
 
 
 def _fail(message: str, status: int) -> None:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from myopia.cli.app import ProgressOption, app, out_console, out_folder
-from myopia.cli.training import BatchSize, Lr, RunSeed, Steps, WarmupSteps
+from myopia.cli.training import MAX_SEEDS, BatchSize, Lr, RunSeed, Steps, WarmupSteps
 
 
 @app.command("effort-allocation")
@@ -31,7 +31,8 @@ def effort_allocation(
         int | None, typer.Option(help="Held-out batches per run.", min=1)
     ] = None,
     seeds: Annotated[
-        int | None, typer.Option("--seeds", help="Seeds: --seed, --seed + 1, ...", min=2)
+        int | None,
+        typer.Option("--seeds", help="Seeds: --seed, --seed + 1, ...", min=2, max=MAX_SEEDS),
     ] = None,
     seed: RunSeed = None,
     out: Annotated[

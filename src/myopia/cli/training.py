@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from myopia.cli.app import (
+    SEED_RANGE,
     ModelOption,
     ProgressOption,
     SeedOption,
@@ -39,12 +40,25 @@ app.add_typer(gap_app, name="gap")
 # Options several subcommands share. Numeric ones default to None: unset, the task's or
 # the measurement's own value (its full preset) is kept.
 Steps = Annotated[int | None, typer.Option(help="Optimizer steps per model.", min=1)]
-BatchSize = Annotated[int | None, typer.Option(help="Sequences per step.", min=1)]
-SeqLen = Annotated[int | None, typer.Option(help="Positions per sequence.", min=2)]
+# Past 2**20 a batch or a sequence cannot be allocated on any machine this runs on; the
+# bound refuses such a number at parse time instead of as an overflow inside torch.
+LARGEST_SIZE = 2**20
+BatchSize = Annotated[int | None, typer.Option(help="Sequences per step.", min=1, max=LARGEST_SIZE)]
+SeqLen = Annotated[
+    int | None, typer.Option(help="Positions per sequence.", min=2, max=LARGEST_SIZE)
+]
 Lr = Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")]
 WarmupSteps = Annotated[int | None, typer.Option(help="Linear warm-up steps.", min=0)]
-Seeds = Annotated[int | None, typer.Option("--seeds", help="Seeds: --seed, --seed + 1, ...", min=1)]
-RunSeed = Annotated[int | None, typer.Option(help="Random seed (the first of --seeds).")]
+# Each seed trains its own models: 10,000 is already weeks of CPU, and a huge count must be
+# refused before the list of seeds is built (2**31 of them filled 20 GB and was killed).
+MAX_SEEDS = 10_000
+Seeds = Annotated[
+    int | None,
+    typer.Option("--seeds", help="Seeds: --seed, --seed + 1, ...", min=1, max=MAX_SEEDS),
+]
+RunSeed = Annotated[
+    int | None, typer.Option(help="Random seed (the first of --seeds).", **SEED_RANGE)
+]
 Resume = Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")]
 RunOut = Annotated[
     Path,
@@ -169,7 +183,9 @@ def train_precaching(
     lags: Lags = None,
     frequency: Frequency = None,
     seq_len: SeqLen = None,
-    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    d_model: Annotated[
+        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
+    ] = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
@@ -213,7 +229,11 @@ def train_effort(
     gradient: ContinuousGradient = "normal",
     d_model: Annotated[
         int | None,
-        typer.Option(help="Model width (the MLP is 4 × wider); default: C3's smallest.", min=1),
+        typer.Option(
+            help="Model width (the MLP is 4 × wider); default: C3's smallest.",
+            min=1,
+            max=LARGEST_SIZE,
+        ),
     ] = None,
     control: Annotated[
         bool,
@@ -313,12 +333,15 @@ def train_choice(
 @train_app.command("induction")
 def train_induction(
     n_tokens: Annotated[
-        int | None, typer.Option(help="Distinct tokens of the random segments.", min=2)
+        int | None,
+        typer.Option(help="Distinct tokens of the random segments.", min=2, max=LARGEST_SIZE),
     ] = None,
     half_len: Annotated[
         int | None, typer.Option(help="Sequences are 2 × this long.", min=2)
     ] = None,
-    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    d_model: Annotated[
+        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
+    ] = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
@@ -401,7 +424,9 @@ def gap_precaching(
     lags: Lags = None,
     frequency: Frequency = None,
     seq_len: SeqLen = None,
-    d_model: Annotated[int | None, typer.Option(help="Model width.", min=1)] = None,
+    d_model: Annotated[
+        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
+    ] = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,

@@ -64,6 +64,9 @@ Scorer = Callable[..., list[list[float]]]
 ClosedBook = Callable[[list[str]], dict[str, str]]
 # Answers are whole tokens: the line break's token is dropped with whatever it carries.
 WHOLE_TOKENS = DecodeOptions(whole_token_stops=True)
+# Each question is scored under every framing: 100,000 is already days of CPU, and a
+# bigger count must be refused before the questions are generated (they fill memory).
+MAX_RECORDS = 100_000
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ class OffContextConfig:
             raise MyopiaError(
                 f"records must be at least {2 * per_article} (two articles of {per_article} "
                 f"questions), not {self.records}"
+            )
+        if self.records > MAX_RECORDS:
+            raise MyopiaError(
+                f"records (--n) must be at most {MAX_RECORDS:,}, not {self.records:,}"
             )
         if self.samples < 0:
             raise MyopiaError(f"samples must be 0 or more, not {self.samples}")

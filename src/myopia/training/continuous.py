@@ -68,6 +68,10 @@ class ContinuousModel(nn.Module):
         n_outputs: int = 1,
     ):
         super().__init__()
+        if d_model % n_heads:
+            raise MyopiaError(
+                f"d_model {d_model} must be a multiple of the {n_heads} attention heads"
+            )
         gpt2 = GPT2Config(
             n_embd=d_model,
             n_layer=n_layers,

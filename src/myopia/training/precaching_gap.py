@@ -124,6 +124,11 @@ class PrecachingGapConfig:
                     )
         if self.eval_every is not None and self.eval_every < 1:
             raise MyopiaError(f"eval_every must be at least 1, got {self.eval_every}")
+        if self.d_model % self.n_heads:
+            raise MyopiaError(
+                f"--d-model {self.d_model} must be a multiple of the model's {self.n_heads} "
+                "attention heads"
+            )
         if self.max_lag >= self.seq_len:
             raise MyopiaError(f"max_lag must be below seq_len {self.seq_len}, got {self.max_lag}")
 

@@ -78,7 +78,8 @@ def work_stops_here(monkeypatch, tmp_path):
 
 
 # Slow (minutes): every value of every numeric option of every command; some commands
-# read the corpus and build their requests before the model loads. Run with `pytest -m slow tests/test_cli_fuzz.py`.
+# read the corpus and build their requests before the model loads. Run with
+# `pytest -m slow tests/test_cli_fuzz.py`.
 @pytest.mark.slow
 @pytest.mark.parametrize(("path", "option", "kind"), CASES, ids=lambda v: str(v))
 def test_every_numeric_value_is_checked_before_the_work(

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -65,15 +64,17 @@ class GroupShare:
 
 @dataclass
 class GradientSplit:
-    """Per parameter: ``current`` (myopic) and ``future`` gradient; ``full`` is their sum."""
+    """Per parameter: ``current`` (myopic) and ``future`` gradient, and ``full``, the
+    ordinary gradient they split (their sum up to rounding; summed when not given)."""
 
     current: dict[str, torch.Tensor]
     future: dict[str, torch.Tensor]
     mode: str
+    full: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    @cached_property  # read by every shares() call: sum once
-    def full(self) -> dict[str, torch.Tensor]:
-        return {name: self.current[name] + self.future[name] for name in self.current}
+    def __post_init__(self):
+        if not self.full:
+            self.full = {name: self.current[name] + self.future[name] for name in self.current}
 
     def shares(self, key=parameter_group) -> list[GroupShare]:
         """Norms per group of parameters, groups in order of first appearance."""
@@ -113,4 +114,7 @@ def split_gradient(
     full = loss_gradient(model, batch)
     with myopic(model, mode, backend):
         current = loss_gradient(model, batch)
-    return GradientSplit(current=current, future={n: full[n] - current[n] for n in full}, mode=mode)
+    future = {n: full[n] - current[n] for n in full}
+    # The full gradient is kept as computed: a second copy summed from the parts would
+    # cost another model's worth of memory (540 MB on SmolLM2) for the same numbers.
+    return GradientSplit(current=current, future=future, mode=mode, full=full)

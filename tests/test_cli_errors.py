@@ -48,6 +48,7 @@ def test_a_bad_option_is_one_line_naming_it(capsys, args, named):
         (("gap", "precaching", "--seq-len", "2147483648"), "--seq-len"),
         (("gap", "precaching", "--d-model", "1"), "--d-model"),
         (("off-context", "--n", "2147483648"), "--n"),
+        (("tool-output", "--commands", "2147483648"), "--commands"),
     ],
 )
 def test_sizes_the_fuzzer_found_are_refused_before_any_work(capsys, tmp_path, args, named):

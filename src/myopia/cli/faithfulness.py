@@ -23,11 +23,6 @@ from myopia.cli.app import (
 from myopia.errors import MyopiaError
 from myopia.protocol import with_options
 
-# Each command is scored with three outputs under every format: 100,000 is already days of
-# CPU, and a bigger count must be refused before the commands are generated (they fill
-# memory).
-MAX_COMMANDS = 100_000
-
 FaithDataOption = Annotated[
     Path | None,
     typer.Option(
@@ -151,7 +146,6 @@ def tool_output(
             help="Generated commands, dealt to the 3 formats in turn; each is shown with a "
             "real, a blank and an error output.",
             min=3,
-            max=MAX_COMMANDS,
         ),
     ] = None,
     seed: PresetSeedOption = None,

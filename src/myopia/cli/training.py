@@ -47,6 +47,7 @@ BatchSize = Annotated[int | None, typer.Option(help="Sequences per step.", min=1
 SeqLen = Annotated[
     int | None, typer.Option(help="Positions per sequence.", min=2, max=LARGEST_SIZE)
 ]
+DModel = Annotated[int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)]
 Lr = Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")]
 WarmupSteps = Annotated[int | None, typer.Option(help="Linear warm-up steps.", min=0)]
 # Each seed trains its own models: 10,000 is already weeks of CPU, and a huge count must be
@@ -183,9 +184,7 @@ def train_precaching(
     lags: Lags = None,
     frequency: Frequency = None,
     seq_len: SeqLen = None,
-    d_model: Annotated[
-        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
-    ] = None,
+    d_model: DModel = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
@@ -339,9 +338,7 @@ def train_induction(
     half_len: Annotated[
         int | None, typer.Option(help="Sequences are 2 × this long.", min=2)
     ] = None,
-    d_model: Annotated[
-        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
-    ] = None,
+    d_model: DModel = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,
@@ -424,9 +421,7 @@ def gap_precaching(
     lags: Lags = None,
     frequency: Frequency = None,
     seq_len: SeqLen = None,
-    d_model: Annotated[
-        int | None, typer.Option(help="Model width.", min=1, max=LARGEST_SIZE)
-    ] = None,
+    d_model: DModel = None,
     steps: Steps = None,
     batch_size: BatchSize = None,
     lr: Lr = None,

@@ -57,6 +57,10 @@ from myopia.stats import Interval, cluster_bootstrap_mean
 
 RULE_KINDS = ("blank", "error")  # the outputs the claim is about
 N_RESAMPLES = 2000
+# Each command is scored with three outputs under every format: 100,000 is already days of
+# CPU, and a bigger count must be refused before the commands are generated (they fill
+# memory).
+MAX_COMMANDS = 100_000
 Scorer = Callable[..., list[list[float]]]
 
 
@@ -86,6 +90,10 @@ class ToolOutputConfig:
     def check(self) -> None:
         if self.commands < 3:
             raise MyopiaError(f"commands must be at least 3 (one per format), not {self.commands}")
+        if self.commands > MAX_COMMANDS:
+            raise MyopiaError(
+                f"commands (--commands) must be at most {MAX_COMMANDS:,}, not {self.commands:,}"
+            )
         if self.samples < 0:
             raise MyopiaError(f"samples must be 0 or more, not {self.samples}")
 

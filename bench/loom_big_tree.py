@@ -11,11 +11,20 @@ random and its ratio to the 100-node tree's.
 
     python bench/loom_big_tree.py                # 50,000 nodes, 5,000 deep, 40 actions
     python bench/loom_big_tree.py --actions 100
+    python bench/loom_big_tree.py --profile      # cProfile of the writes, top lines
+
+The trees are built in memory, loaded, then dropped and ``gc.freeze()`` is called, as
+the server (``myopia.loom.server``) does once it has started: a server holds none of
+them, and 50,000 ``Node``s left in memory made the collector's full passes stall
+actions by 100 to 600 ms, which measured the bench rather than the loom.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
+import pstats
 import random
 import statistics
 import tempfile
@@ -24,6 +33,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from myopia.loom import jsontext, view
 from myopia.loom.app import create_app
 from myopia.loom.demo_backend import DemoBackend
 from myopia.loom.store import LoomStore, Node, TreeData
@@ -83,11 +93,28 @@ def write(client: TestClient, node_id: str) -> float:
     return time.perf_counter() - start
 
 
+def profile_writes(stores: dict, ids: dict, rng: random.Random, actions: int) -> None:
+    """cProfile of what a write costs the server on the two big trees: the edit and the
+    view that follows, called directly (the test client runs the app in other threads,
+    which cProfile does not see)."""
+    for name in list(stores)[1:]:
+        store, profile = stores[name], cProfile.Profile()
+        for _ in range(actions):
+            node = store.get(rng.choice(ids[name]))
+            profile.enable()
+            store.edit_text(node.id, node.version, f" edited {node.version}")
+            jsontext.dumps(view.neighbourhood(store, node.id, view.Filter()))
+            profile.disable()
+        print(f"\n{name}: {actions} writes, by total time")
+        pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=50_000)
     parser.add_argument("--depth", type=int, default=5_000)
     parser.add_argument("--actions", type=int, default=40)
+    parser.add_argument("--profile", action="store_true", help="profile writes instead")
     args = parser.parse_args()
     rng = random.Random(0)
     folder = Path(tempfile.mkdtemp(prefix="loom-bench-"))
@@ -96,11 +123,12 @@ def main() -> None:
         f"{args.nodes:,} nodes": bushy(args.nodes, rng),
         f"chain {args.depth:,} deep": chain(args.depth),
     }
-    clients, ids = {}, {}
+    clients, ids, stores = {}, {}, {}
     for name, tree in trees.items():
         start = time.perf_counter()
         store = LoomStore(folder / f"{len(clients)}.sqlite")
         store.load(tree)
+        stores[name] = store
         clients[name] = TestClient(create_app(store, DemoBackend()))
         ids[name] = [n.id for n in tree.nodes]
         whole = len(clients[name].get("/api/tree").content)
@@ -109,7 +137,11 @@ def main() -> None:
             f"{name}: loaded in {time.perf_counter() - start:.1f} s; /api/tree {whole:,} bytes, "
             f"/api/view of the deepest-made node {view:,} bytes"
         )
-    times: dict[str, dict[str, list[float]]] = {n: {"navigate": [], "write": []} for n in trees}
+    del trees, tree
+    gc.freeze()  # as the server does after starting
+    if args.profile:
+        return profile_writes(stores, ids, rng, args.actions)
+    times: dict[str, dict[str, list[float]]] = {n: {"navigate": [], "write": []} for n in ids}
     for _ in range(args.actions):  # the trees take turns, action by action
         for name, client in clients.items():
             target = rng.choice(ids[name])
@@ -117,7 +149,7 @@ def main() -> None:
             times[name]["write"].append(write(client, rng.choice(ids[name])))
     base = {kind: statistics.median(times["100 nodes"][kind]) for kind in ("navigate", "write")}
     print(f"\nmedian server time per action over {args.actions} random nodes (ratio to 100 nodes)")
-    for name in trees:
+    for name in ids:
         cells = []
         for kind in ("navigate", "write"):
             median = statistics.median(times[name][kind])

@@ -577,3 +577,80 @@ def test_a_hand_written_branch_is_scored_by_the_model(store):
     # A backend that cannot score leaves a written branch unscored, as before.
     demo = TestClient(create_app(store, DemoBackend())).get(f"/api/nodes/{made['id']}/compare")
     assert {b["tokens_from"] for b in demo.json()["branches"]} == {"generated", "none"}
+
+
+class CountingScorer(DemoBackend):
+    """The demo model, able to score text: each token of a branch a fixed -1, counted;
+    a text holding "unreadable" fails as a too-long branch does."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name, self.calls = name, []
+
+    def score(self, prompt, text):
+        from myopia.generation.types import TokenChoice
+
+        self.calls.append((prompt, text))
+        if "unreadable" in text:
+            raise MyopiaError("the branch has 9999 tokens, more than the model's context")
+        return tuple(TokenChoice(word, -1.0) for word in text.split(" ") if word)
+
+
+def test_unscored_branches_say_why_and_scores_are_kept(store, tmp_path):
+    from myopia.loom import weave
+
+    scorer = CountingScorer(f"counting-{tmp_path.name}")
+    client = TestClient(create_app(store, scorer))
+    root = start_tree(client, "Once")
+    [made] = generate(client, root["id"], root["version"], n=1)
+    for text in ("a b c", "too unreadable"):
+        typed = client.post(f"/api/nodes/{root['id']}/children", json={"text": text, "version": 2})
+        assert typed.status_code == 201, typed.text
+
+    def compared():
+        response = client.get(f"/api/nodes/{made['id']}/compare")
+        assert response.status_code == 200, response.text  # one bad branch fails no other
+        return {b["text"]: b for b in response.json()["branches"]}
+
+    first = compared()
+    assert first["a b c"]["tokens_from"] == "scored" and first["a b c"]["logprob"] == -3.0
+    assert first["a b c"]["unscored"] is None
+    bad = first["too unreadable"]
+    assert bad["logprob"] is None and "more than the model's context" in bad["unscored"]
+    assert first[made["text"]]["tokens_from"] == "generated"
+    # Drawn again (every key press with the view open): the score is remembered; only the
+    # branch that failed is asked again.
+    calls = len(scorer.calls)
+    assert compared()["a b c"]["logprob"] == -3.0
+    assert scorer.calls[calls:] == [("Once", "too unreadable")]
+    # An edit of the prefix is a new question for the model.
+    client.put(f"/api/nodes/{root['id']}/text", json={"version": 2, "text": "Twice"})
+    assert compared()["a b c"]["logprob"] == -3.0
+    assert ("Twice", "a b c") in scorer.calls
+    # While a generation holds the model, the view does not wait for it: it says so.
+    with weave._backend_lock:
+        client.put(f"/api/nodes/{root['id']}/text", json={"version": 3, "text": "Thrice"})
+        busy = compared()["a b c"]
+    assert busy["logprob"] is None and "the model is generating" in busy["unscored"]
+    assert compared()["a b c"]["logprob"] == -3.0
+    # A backend that cannot score says so, by name.
+    demo = TestClient(create_app(store, DemoBackend())).get(f"/api/nodes/{made['id']}/compare")
+    [written, _] = [b for b in demo.json()["branches"] if b["author"] == "person"]
+    assert written["unscored"].startswith("not scored: demo cannot score text it did not write")
+
+
+def test_more_outline_rows_through_the_api(client):
+    root = start_tree(client)
+    children = generate(client, root["id"], root["version"], n=3)
+    got = client.get("/api/outline", params={"edge": root["id"], "depth": 0, "count": 2})
+    assert got.status_code == 200, got.text
+    assert [r["id"] for r in got.json()["rows"]] == [c["id"] for c in children[:2]]
+    assert got.json()["more"] is True
+    up = client.get(
+        "/api/outline", params={"edge": children[2]["id"], "depth": 1, "direction": "up"}
+    ).json()
+    assert [r["id"] for r in up["rows"]] == [root["id"], children[0]["id"], children[1]["id"]]
+    assert up["more"] is False
+    gone = client.get("/api/outline", params={"edge": "nope", "depth": 1})
+    assert gone.status_code == 404 and gone.json()["detail"] == "no node 'nope' in this tree"
+    assert client.get("/api/outline", params={"edge": root["id"], "depth": -1}).status_code == 422

@@ -357,3 +357,54 @@ def test_a_5000_deep_story_imported_from_the_page_is_navigable(server, browser, 
     page.wait_for_function(
         "Number(document.querySelector('#tree .row.focused .depth').textContent) < 4990"
     )
+
+
+ROW_DEPTHS = (
+    "[...document.querySelectorAll('#tree .row:not(.more) .depth')].map(d => +d.textContent)"
+)
+TO_BOTTOM = "const p = document.getElementById('tree-pane'); p.scrollTop = p.scrollHeight"
+
+
+def test_scrolling_the_outline_loads_more_rows_without_moving_the_focus(server, browser):
+    url, _ = server
+    root = node = {"id": "n0", "text": "Chapter one.", "children": []}
+    for i in range(1, 5000):
+        node["children"].append({"id": f"n{i}", "text": f" Paragraph {i}.", "children": []})
+        node = node["children"][0]
+    from myopia.loom import jsontext
+
+    body = jsontext.dumps({"root": root, "selected_node_id": "n0"})
+    imported = httpx.post(url + "api/import", content=body, timeout=60,
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    assert imported.status_code == 200, imported.text
+    page = open_loom(browser, url)
+    views = []
+    page.on("request", lambda r: views.append(r.url) if "/api/view" in r.url else None)
+    assert page.evaluate(ROW_DEPTHS) == list(range(61))  # the focus (the root), 60 below
+
+    # The wheel at the bottom of the pane loads the next rows, again and again.
+    page.hover("#tree .row.focused")
+    for expected in (121, 181):
+        page.mouse.wheel(0, 20_000)
+        page.wait_for_function(f"{ROW_DEPTHS}.length === {expected}")
+    assert page.evaluate(ROW_DEPTHS) == list(range(181))
+    # Scrolling (the scrollbar, the keyboard in the pane) does too; the window is capped
+    # at 600 rows, the far end dropped and marked "more above".
+    for _ in range(10):
+        last = page.evaluate(ROW_DEPTHS)[-1]
+        page.evaluate(TO_BOTTOM)
+        page.wait_for_function(f"{ROW_DEPTHS}.pop() > {last}")
+    shown = page.evaluate(ROW_DEPTHS)
+    assert shown == list(range(181, 781))
+    assert page.locator("#tree .row.more").first.inner_text().startswith("… more above")
+    # Back up: the rows above come back, and the row that was at the top stays in place
+    # (the pane scrolls down by the 60 rows put above it).
+    page.evaluate("document.getElementById('tree-pane').scrollTop = 0")
+    page.wait_for_function(f"{ROW_DEPTHS}[0] < 181")
+    assert page.evaluate(ROW_DEPTHS) == list(range(121, 721))
+    row_height = page.locator("#tree .row[data-id='n181']").bounding_box()["height"]
+    scrolled = page.evaluate("document.getElementById('tree-pane').scrollTop")
+    assert 59 * row_height <= scrolled <= 62 * row_height
+    # None of this moved the focus or reloaded the view.
+    assert views == [] and focused_text(page) == "Chapter one."
+    assert page.locator("#tree .row.focused").count() == 0  # the root is out of the window

@@ -93,3 +93,46 @@ def test_a_5000_deep_chain_is_read_a_window_at_a_time(tmp_path):
         assert got["outline"]["more_above"] and not got["outline"]["more_below"]
         middle = view.neighbourhood(store, "n2500", view.Filter(), before=3, after=3)
         assert [r["id"] for r in middle["outline"]["rows"]] == [f"n{i}" for i in range(2497, 2504)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scrolling_past_either_end_continues_the_whole_outline(tmp_path, seed):
+    # What the page does when the person scrolls to an end of its window: the rows
+    # beyond its first or last row, the same as the whole outline's next ones.
+    rng = random.Random(seed)
+    tree = random_tree(rng, 300)
+    with LoomStore(tmp_path / "t.sqlite") as store:
+        store.load(tree)
+        for _ in range(25):
+            visible = view.Filter(show_pruned=rng.random() < 0.5)
+            rows = whole_outline(tree, visible)
+            at = rng.randrange(len(rows))
+            edge, depth = rows[at]
+            count = rng.randint(1, 40)
+            down = view.more_rows(store, edge, depth, visible, down=True, count=count)
+            assert [(r["id"], r["depth"]) for r in down["rows"]] == rows[at + 1 : at + 1 + count]
+            assert down["more"] == (at + 1 + count < len(rows))
+            up = view.more_rows(store, edge, depth, visible, down=False, count=count)
+            assert [(r["id"], r["depth"]) for r in up["rows"]] == rows[max(0, at - count) : at]
+            assert up["more"] == (at - count > 0)
+
+
+def test_scrolling_a_5000_deep_chain_window_by_window_reaches_its_end(tmp_path):
+    nodes = [Node("n0", None, 0, "p0", "person", None, [], None, False, False, 1)]
+    nodes += [
+        Node(f"n{i}", f"n{i - 1}", 0, f" p{i}", "model", None, [], None, False, False, 1)
+        for i in range(1, 5000)
+    ]
+    with LoomStore(tmp_path / "chain.sqlite") as store:
+        store.load(TreeData(nodes=nodes))
+        edge, depth, seen, more = "n0", 0, 1, True
+        while more:  # a loop, as the page scrolls: nothing recurses on depth
+            got = view.more_rows(store, edge, depth, view.Filter(), down=True, count=500)
+            assert [r["depth"] for r in got["rows"]] == list(range(depth + 1, depth + 501))[
+                : len(got["rows"])
+            ]
+            edge, depth, more = got["rows"][-1]["id"], got["rows"][-1]["depth"], got["more"]
+            seen += len(got["rows"])
+        assert (seen, edge) == (5000, "n4999")
+        with pytest.raises(view.NodeNotFoundError):
+            view.more_rows(store, "gone", 3, view.Filter(), down=True, count=5)

@@ -290,3 +290,57 @@ def test_the_server_refuses_bad_settings_with_a_clear_message(engine):
     assert error.value.code == 400
     message = json.loads(error.value.read())["error"]["message"]
     assert message == "'max_tokens' must be an integer, not \"many\""
+
+
+def test_the_loom_streams_from_a_server_and_a_cancel_keeps_what_came(tmp_path):
+    # The loom's page path end to end: /generate/stream over OpenAIBackend over the fake
+    # server, which streams each token as its model (the demo, 20 ms a token) makes it.
+    from fastapi.testclient import TestClient
+
+    from myopia.loom.app import create_app
+    from myopia.loom.demo_backend import DemoBackend
+    from myopia.loom.store import LoomStore
+
+    with serving(DemoBackend(delay_s=0.02), model_name="demo") as server:
+        backend = OpenAIBackend(server.base_url, model="demo")
+        with LoomStore(tmp_path / "s.sqlite") as store:
+            client = TestClient(create_app(store, backend))
+            root = store.edit_text(store.root_id, 1, "Once")
+            body = {"version": root.version, "n": 2, "max_tokens": 300, "seed": 1}
+            events, seen = [], 0
+            url = f"/api/nodes/{root.id}/generate/stream"
+            with client.stream("POST", url, json=body) as answer:
+                for line in answer.iter_lines():
+                    if line.startswith("event: "):
+                        event = line[len("event: ") :]
+                    elif line.startswith("data: "):
+                        data = json.loads(line[len("data: ") :])
+                        events.append((event, data))
+                        seen += event == "token"
+                        if event == "start":
+                            stream = data["stream"]
+                        if event == "token" and seen == 5:
+                            assert client.post(f"/api/streams/{stream}/cancel").json() == {
+                                "cancelled": True
+                            }
+            event, done = events[-1]
+            assert event == "done" and done["cancelled"], events[-3:]
+            [child] = done["children"]  # the second row was never begun
+            assert child["generation"]["finish_reason"] == "cancelled"
+            assert child["generation"]["backend"] == backend.name
+            assert 5 <= len(child["tokens"]) < 100  # the server stopped, too
+            streamed = [d["text"] for e, d in events if e == "token"]
+            assert "".join(t["text"] for t in child["tokens"]) == child["text"]
+            assert streamed[: len(child["tokens"])] == [t["text"] for t in child["tokens"]]
+            # Uncancelled, the same request gives both rows whole, token by token.
+            whole = client.post(url, json={**body, "max_tokens": 4}).text
+            assert whole.count("event: token") == 8 and whole.endswith('"cancelled":false}\n\n')
+
+
+def test_an_error_while_streaming_is_one_line(engine):
+    settings = SamplingSettings(max_new_tokens=4)
+    with serving(engine) as server:
+        client = OpenAIBackend(server.base_url, model="tiny")
+        long_prompt = "word " * 5000  # past the tiny model's context, found once streaming
+        with pytest.raises(MyopiaError, match="failed while streaming: .*context"):
+            client.complete_streaming(long_prompt, settings, 1, 2, lambda row, token: True)

@@ -17,7 +17,9 @@ or ``"length"``), vLLM's ``stop_reason`` (a stop string, or null at end of text;
 several stop strings it names the first given, as the backend does not record which
 matched) and ``logprobs`` (``tokens``, ``token_logprobs``, ``top_logprobs``,
 ``text_offset``) when ``logprobs`` was asked for; with ``"stream": true`` the same answer
-comes as server-sent events, a chunk per token. Errors are
+comes as server-sent events, a chunk per token, sent as each token is chosen when the
+backend streams (``complete_streaming``) and no stop string was asked for (a client that
+hangs up then stops the generation, as with vLLM). Errors are
 ``{"error": {"message", "type"}}`` with a 4xx status for a bad request.
 """
 
@@ -179,18 +181,20 @@ def settings_from_request(body: dict) -> tuple[str, SamplingSettings, int, int |
 def _logprobs(continuation: Continuation, offset: int) -> dict:
     texts = [t.chosen.text for t in continuation.tokens]
     offsets = list(itertools.accumulate((len(t) for t in texts[:-1]), initial=offset))
-    top = []
-    for token in continuation.tokens:
-        by_text: dict[str, float] = {}
-        for alternative in token.alternatives:  # best first: keep the best of equal texts
-            by_text.setdefault(alternative.text, alternative.logprob)
-        top.append(by_text)
     return {
         "tokens": texts,
         "token_logprobs": [t.chosen.logprob for t in continuation.tokens],
-        "top_logprobs": top,
+        "top_logprobs": [_by_text(t) for t in continuation.tokens],
         "text_offset": offsets if texts else [],
     }
+
+
+def _by_text(token: GeneratedToken) -> dict[str, float]:
+    """A token's alternatives as the protocol has them: text -> log-probability."""
+    by_text: dict[str, float] = {}
+    for alternative in token.alternatives:  # best first: keep the best of equal texts
+        by_text.setdefault(alternative.text, alternative.logprob)
+    return by_text
 
 
 def completion_response(
@@ -238,6 +242,11 @@ def stream_chunks(response: dict) -> Iterator[dict]:
                     for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
                 }
             yield {**response, "choices": [part]}
+    yield from finish_chunks(response)
+
+
+def finish_chunks(response: dict) -> Iterator[dict]:
+    """The last chunk of each choice of a streamed answer: its finish reason, no text."""
     for choice in response["choices"]:
         last = {k: choice[k] for k in ("index", "finish_reason", "stop_reason")}
         yield {**response, "choices": [{**last, "text": "", "logprobs": None}]}
@@ -276,21 +285,62 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_stream(self, answer: dict) -> None:
-        """Server-sent events, one ``data:`` line per chunk, then ``data: [DONE]``; a
-        client that hangs up midway (a cancelled generation) ends the stream."""
+    def _start_stream(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.end_headers()
-        try:
-            for chunk in stream_chunks(answer):
-                self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                self.wfile.flush()
-            self.wfile.write(b"data: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         self.close_connection = True
+
+    def _event(self, chunk: dict | str) -> bool:
+        """One server-sent event (a chunk, or ``[DONE]``); False once the client hung up."""
+        data = chunk if isinstance(chunk, str) else json.dumps(chunk)
+        try:
+            self.wfile.write(f"data: {data}\n\n".encode())
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return False
+        return True
+
+    def _send_stream(self, answer: dict) -> None:
+        """Server-sent events, one ``data:`` line per chunk, then ``data: [DONE]``; a
+        client that hangs up midway (a cancelled generation) ends the stream."""
+        self._start_stream()
+        if all(self._event(chunk) for chunk in stream_chunks(answer)):
+            self._event("[DONE]")
+
+    def _stream_live(self, prompt: str, settings: SamplingSettings, n: int, alternatives) -> None:
+        """Each token sent as the backend chooses it (its ``complete_streaming``), as a
+        real server streams: a client that hangs up stops the generation there. Only
+        without stop strings: one can cut tokens that were already sent."""
+        name, offsets = self.server.model_name, [len(prompt)] * n
+        head = {"id": f"cmpl-{time.time_ns()}", "object": "text_completion", "model": name}
+        head["created"] = int(time.time())
+        self._start_stream()
+
+        def on_token(row: int, token: GeneratedToken) -> bool:
+            part: dict[str, Any] = {"index": row, "text": token.chosen.text, "finish_reason": None}
+            if alternatives is not None:
+                part["logprobs"] = {
+                    "tokens": [token.chosen.text],
+                    "token_logprobs": [token.chosen.logprob],
+                    "top_logprobs": [_by_text(token)],
+                    "text_offset": [offsets[row]],
+                }
+            offsets[row] += len(token.chosen.text)
+            return self._event({**head, "choices": [part]})
+
+        try:
+            with self.server.generating:
+                continuations = self.server.backend.complete_streaming(
+                    prompt, settings, n, alternatives or 0, on_token
+                )
+        except MyopiaError as error:  # the status is sent: the error comes as an event
+            self._event({"error": {"message": str(error), "type": "invalid_request_error"}})
+            return
+        answer = completion_response(name, prompt, settings, continuations, False)
+        if len(continuations) == n and all(self._event(c) for c in finish_chunks(answer)):
+            self._event("[DONE]")
 
     def _send_error(self, status: int, message: str) -> None:
         kind = "invalid_request_error" if status < 500 else "server_error"
@@ -308,7 +358,12 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path.rstrip("/") != "/v1/completions":
                 raise RequestError(404, f"no such path {self.path}; try POST /v1/completions")
             body = self._body()
-            answer = self._complete(body)
+            prompt, settings, n, alternatives = self._request(body)
+            live = hasattr(self.server.backend, "complete_streaming") and not settings.stop
+            if body.get("stream") is True and live:
+                self._stream_live(prompt, settings, n, alternatives)
+                return
+            answer = self._complete(prompt, settings, n, alternatives)
             if body.get("stream") is True:
                 self._send_stream(answer)
             else:
@@ -332,13 +387,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(400, "the request body must be a JSON object")
         return body
 
-    def _complete(self, body: dict) -> dict:
+    def _request(self, body: dict) -> tuple[str, SamplingSettings, int, int | None]:
+        """The request's prompt, settings, n and logprobs, checked (4xx before any answer)."""
         name = self.server.model_name
         if body.get("model") != name:
             raise RequestError(
                 404, f"model {body.get('model')!r} not found; this server has {name!r}"
             )
-        prompt, settings, n, alternatives = settings_from_request(body)
+        return settings_from_request(body)
+
+    def _complete(
+        self, prompt: str, settings: SamplingSettings, n: int, alternatives: int | None
+    ) -> dict:
+        name = self.server.model_name
         with self.server.generating:
             continuations = self.server.backend.complete(prompt, settings, n, alternatives or 0)
         return completion_response(name, prompt, settings, continuations, alternatives is not None)

@@ -262,7 +262,8 @@ class OpenAIBackend:
 
 
 def _events(response) -> Iterator[dict]:
-    """The JSON chunks of a server-sent-events answer, up to ``data: [DONE]``."""
+    """The JSON chunks of a server-sent-events answer, up to ``data: [DONE]``; an error
+    sent midway (vLLM's ``{"error": ...}`` once the answer has begun) is a MyopiaError."""
     for raw in response:
         line = raw.decode("utf-8").strip()
         if not line.startswith("data:"):
@@ -270,7 +271,11 @@ def _events(response) -> Iterator[dict]:
         data = line[len("data:") :].strip()
         if data == "[DONE]":
             return
-        yield json.loads(data)
+        chunk = json.loads(data)
+        if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+            message = _server_message(data.encode())
+            raise MyopiaError(f"the completions server failed while streaming: {message}")
+        yield chunk
 
 
 def _joined(parts: dict[int, list[dict]], settings: SamplingSettings, stopped: bool):

@@ -21,7 +21,8 @@ elsewhere (``default-src 'self'``). The body limit counts the bytes actually rec
 so a chunked upload without ``Content-Length`` is cut off at the limit too.
 
 The page reads a piece at a time (``/api/view``: the focus, its branch, a window of
-the outline; ``/api/changes``: what changed since a revision) and never the whole tree;
+the outline; ``/api/outline``: more rows when the person scrolls past the window's end;
+``/api/changes``: what changed since a revision) and never the whole tree;
 ``/api/tree`` remains for scripts. Generation streams as server-sent events
 (``/generate/stream``), cancelled by ``POST /api/streams/{id}/cancel``.
 """
@@ -328,6 +329,18 @@ def create_app(
     ) -> dict[str, Any]:
         visible = view.Filter(show_pruned=pruned, root=hoist)
         return view.neighbourhood(store, focus or store.focus, visible, before, after)
+
+    @app.get("/api/outline", summary="More outline rows beyond the first or last one shown")
+    def get_outline(
+        edge: str,
+        depth: int = Query(ge=0, description="The edge row's depth, as the view gave it."),
+        direction: Literal["up", "down"] = "down",
+        count: int = Query(60, ge=1, le=500),
+        hoist: str | None = None,
+        pruned: bool = False,
+    ) -> dict[str, Any]:
+        visible = view.Filter(show_pruned=pruned, root=hoist)
+        return view.more_rows(store, edge, depth, visible, direction == "down", count)
 
     @app.get("/api/changes", summary="Nodes changed or removed since a revision")
     def get_changes(since: int = Query(ge=0)) -> dict[str, Any]:

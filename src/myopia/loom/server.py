@@ -6,6 +6,7 @@ who can reach the port, so exposing it to a network is an explicit choice (``hos
 
 from __future__ import annotations
 
+import gc
 import threading
 import webbrowser
 from pathlib import Path
@@ -33,6 +34,10 @@ def serve(
     store = LoomStore(path)
     loopback = host in LOOPBACK_HOSTS
     app = create_app(store, backend, allowed_hosts=LOOPBACK_HOSTS if loopback else None)
+    # Everything made so far (the model, torch, the app) lives as long as the server:
+    # frozen, it is left out of the collector's full passes, which otherwise walk it
+    # all and stall a request by 100 ms or more now and then (bench/loom_big_tree.py).
+    gc.freeze()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     url = url_of(host, port)

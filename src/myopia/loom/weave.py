@@ -16,8 +16,10 @@ are shown when it returns (it cannot be stopped midway).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -262,20 +264,68 @@ class ScoringBackend(Protocol):
     def score(self, prompt: str, text: str) -> tuple[TokenChoice, ...]: ...
 
 
-def _tokens_of(store: LoomStore, node: Node, backend: Backend | None) -> tuple[list, str]:
-    """``node``'s tokens with their log-probabilities, and where they come from: as
-    generated ("generated"), read by the model when a person wrote or edited the text
-    ("scored"), or none ("none": a backend that cannot score, an empty text)."""
+SCORE_WAIT_S = 0.2  # a comparison does not wait for a running generation to finish
+_SCORES_KEPT = 256  # (backend, branch) scores remembered, so redrawing the view is free
+_scores: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
+_scores_lock = threading.Lock()  # comparisons run in several threads at once
+
+
+def _score_key(backend: Backend, prompt: str, text: str) -> bytes:
+    """The cache key of a score: the model (the backend object and its name: two test
+    models may share a name), the prefix and the text (an edit of any ancestor changes
+    the prefix, and with it the key)."""
+    digest = hashlib.sha256()
+    for part in (f"{id(backend)} {backend.name}", prompt, text):
+        digest.update(part.encode("utf-8", "surrogatepass") + b"\0")
+    return digest.digest()
+
+
+def _scored(backend: ScoringBackend, prompt: str, text: str) -> tuple[list, str | None]:
+    """``text``'s tokens scored after ``prompt`` by ``backend``'s model (through its own
+    ``score``, the path its generations take), or no tokens and why."""
+    key = _score_key(backend, prompt, text)
+    with _scores_lock:
+        if key in _scores:
+            _scores.move_to_end(key)
+            return _scores[key], None
+    if not _backend_lock.acquire(timeout=SCORE_WAIT_S):
+        return [], "not scored yet: the model is generating; it is scored when that ends"
+    try:
+        choices = backend.score(prompt, text)
+    except MyopiaError as err:  # this branch only (e.g. too long): the others still show
+        return [], f"not scored: {err}"
+    finally:
+        _backend_lock.release()
+    tokens = [{"text": c.text, "logprob": c.logprob} for c in choices]
+    with _scores_lock:
+        _scores[key] = tokens
+        if len(_scores) > _SCORES_KEPT:
+            _scores.popitem(last=False)
+    return tokens, None
+
+
+def _tokens_of(
+    store: LoomStore, node: Node, backend: Backend | None
+) -> tuple[list, str, str | None]:
+    """``node``'s tokens with their log-probabilities, where they come from, and why
+    there are none: as generated ("generated"), read by the model when a person wrote or
+    edited the text ("scored"), or none ("none", with the reason the page shows)."""
     if node.tokens and "".join(t["text"] for t in node.tokens) == node.text:
-        return [{"text": t["text"], "logprob": t["logprob"]} for t in node.tokens], "generated"
-    if node.parent is None or not node.text or not isinstance(backend, ScoringBackend):
-        return [], "none"
-    with _backend_lock:
-        try:
-            choices = backend.score(store.branch_text(node.parent), node.text)
-        except MyopiaError as err:
-            raise GenerationFailedError(f"the backend {backend.name} failed: {err}") from err
-    return [{"text": c.text, "logprob": c.logprob} for c in choices], "scored"
+        tokens = [{"text": t["text"], "logprob": t["logprob"]} for t in node.tokens]
+        return tokens, "generated", None
+    if node.parent is None:
+        return [], "none", "not scored: the root has no prefix to score it after"
+    if not node.text:
+        return [], "none", "not scored: the text is empty"
+    if not isinstance(backend, ScoringBackend):
+        name = backend.name if backend is not None else "no backend"
+        why = (
+            f"not scored: {name} cannot score text it did not write (it gives "
+            "log-probabilities only for its own tokens)"
+        )
+        return [], "none", why
+    tokens, reason = _scored(backend, store.branch_text(node.parent), node.text)
+    return tokens, ("none" if reason else "scored"), reason
 
 
 def compare_siblings(
@@ -286,15 +336,17 @@ def compare_siblings(
     (the sum is the log-probability of the whole branch from the parent on; the mean
     compares branches of different lengths). A branch written or edited by hand is read
     by ``backend``'s model where it can score text (``tokens_from``: "scored"), so that
-    hand-written and generated branches compare on the same scale; otherwise it has no
-    score ("none")."""
+    hand-written and generated branches compare on the same scale, once (the score is
+    remembered); otherwise it has no score ("none") and ``unscored`` says why, in words
+    the page shows: a backend that cannot score, a generation still running, a branch
+    the model cannot read (one such branch does not fail the others)."""
     node = store.get(node_id)
     siblings = store.children(node.parent) if node.parent is not None else [node]
     branches = []
     for sibling in siblings:
         if sibling.hidden and sibling.id != node_id:
             continue
-        tokens, source = _tokens_of(store, sibling, backend)
+        tokens, source, unscored = _tokens_of(store, sibling, backend)
         total = sum(t["logprob"] for t in tokens) if tokens else None
         branches.append(
             {
@@ -303,6 +355,7 @@ def compare_siblings(
                 "author": sibling.author,
                 "tokens": tokens,
                 "tokens_from": source,
+                "unscored": unscored,
                 "logprob": total,
                 "mean_logprob": total / len(tokens) if tokens else None,
             }

@@ -499,7 +499,9 @@ function preview(text, length) {
 const MAX_INDENT = 8; // levels: deeper rows show their depth as a number instead
 const INDENT_REM = 0.7;
 
-function renderTree() {
+// keepScroll: rows were added at an end of the window; the pane is not scrolled to the
+// focus (the person is reading elsewhere in the outline).
+function renderTree(keepScroll = false) {
   const outline = state.view.outline;
   const inBranch = new Set(state.view.ancestry.map((n) => n.id));
   const base = Math.min(...outline.rows.map((r) => r.depth));
@@ -549,12 +551,80 @@ function renderTree() {
   const tree = $("tree");
   tree.replaceChildren(...rows);
   const current = tree.querySelector(".row.focused");
-  if (current) current.scrollIntoView({ block: "nearest" });
+  if (current && !keepScroll) {
+    outlineScroll.quietUntil = performance.now() + 250; // our scroll, not the person's
+    current.scrollIntoView({ block: "nearest" });
+  }
   $("hoist-info").hidden = !state.view.hoist;
   if (state.view.hoist) {
     const hoisted = state.view.ancestry.find((n) => n.id === state.view.hoist);
     $("hoist-name").textContent = hoisted ? preview(hoisted.text, 0) : state.view.hoist;
   }
+}
+
+// ------------------------------------------------------- the outline's far ends
+
+// Scrolling or wheeling to the end of the loaded window loads the next rows there
+// (/api/outline, from the last or first row held), without moving the focus or
+// reloading the view. The window keeps at most MAX_OUTLINE_ROWS rows: the far end is
+// dropped as the near one grows, so a 5,000-deep story never sits in the page whole.
+const MAX_OUTLINE_ROWS = 600;
+const OUTLINE_EDGE_PX = 48; // this close to an end counts as there
+const outlineScroll = { loading: false, quietUntil: 0 };
+
+function atOutlineEnd(direction) {
+  const pane = $("tree-pane");
+  if (direction === "up") return pane.scrollTop <= OUTLINE_EDGE_PX;
+  return pane.scrollTop + pane.clientHeight >= pane.scrollHeight - OUTLINE_EDGE_PX;
+}
+
+function onOutlineScroll(direction) {
+  if (performance.now() < outlineScroll.quietUntil) return;
+  for (const d of direction ? [direction] : ["down", "up"]) {
+    if (atOutlineEnd(d)) return extendOutline(d).catch(showError);
+  }
+}
+
+async function extendOutline(direction) {
+  const outline = state.view && state.view.outline;
+  const more = outline && (direction === "down" ? outline.more_below : outline.more_above);
+  if (!more || outlineScroll.loading || state.busy) return;
+  const rows = outline.rows;
+  const edge = direction === "down" ? rows[rows.length - 1] : rows[0];
+  const params = new URLSearchParams({ edge: edge.id, depth: String(edge.depth), direction });
+  if (state.view.hoist) params.set("hoist", state.view.hoist);
+  if ($("show-pruned").checked) params.set("pruned", "true");
+  outlineScroll.loading = true;
+  try {
+    const got = await api("GET", `/api/outline?${params}`);
+    if (!state.view || state.view.outline !== outline) return; // redrawn meanwhile
+    const pinned = rowTop(edge.id);
+    if (direction === "down") {
+      rows.push(...got.rows);
+      outline.more_below = got.more;
+      if (rows.length > MAX_OUTLINE_ROWS) {
+        rows.splice(0, rows.length - MAX_OUTLINE_ROWS);
+        outline.more_above = true;
+      }
+    } else {
+      rows.unshift(...got.rows);
+      outline.more_above = got.more;
+      if (rows.length > MAX_OUTLINE_ROWS) {
+        rows.splice(MAX_OUTLINE_ROWS);
+        outline.more_below = true;
+      }
+    }
+    renderTree(true);
+    // The edge row stays where the person saw it, whatever was added or dropped.
+    $("tree-pane").scrollTop += rowTop(edge.id) - pinned;
+  } finally {
+    outlineScroll.loading = false;
+  }
+}
+
+function rowTop(id) {
+  const row = $("tree").querySelector(`.row[data-id="${CSS.escape(id)}"]`);
+  return row ? row.getBoundingClientRect().top : 0;
 }
 
 function moreRow(direction, text) {
@@ -698,8 +768,10 @@ function renderCompare() {
       const head = document.createElement("button");
       head.type = "button";
       head.className = "compare-head";
+      // The server says why a branch has no score (a backend that cannot score, a
+      // generation still running, a branch too long for the model): never a blank.
       head.textContent = b.logprob === null
-        ? "not scored (written by hand; this backend cannot score text)"
+        ? b.unscored || "not scored"
         : `log p = ${b.logprob.toFixed(2)} (${b.mean_logprob.toFixed(2)} per token)` +
           (b.tokens_from === "scored" ? " · written by hand, read by the model" : "") +
           (b.id === data.likeliest ? " · likeliest" : "");
@@ -966,6 +1038,17 @@ function wire() {
     if (state.editor) localStorage.setItem(draftKey(state.editor), $("editor-text").value);
   });
   $("show-pruned").addEventListener("change", () => loadView().catch(showError));
+  $("tree-pane").addEventListener("scroll", () => onOutlineScroll(), { passive: true });
+  // A wheel at an end that cannot scroll further (or a window shorter than the pane)
+  // gives no scroll event: the wheel's own direction says which end to load. Any input
+  // of the person's in the pane ends the quiet after a redraw: the scroll is theirs.
+  $("tree-pane").addEventListener("wheel", (event) => {
+    outlineScroll.quietUntil = 0;
+    if (event.deltaY) onOutlineScroll(event.deltaY > 0 ? "down" : "up");
+  }, { passive: true });
+  for (const kind of ["pointerdown", "keydown", "touchstart"]) {
+    $("tree-pane").addEventListener(kind, () => { outlineScroll.quietUntil = 0; }, { passive: true });
+  }
   $("unhoist").addEventListener("click", toggleHoist);
   $("search").addEventListener("search", runSearch);
   $("bookmarks-panel").addEventListener("toggle", () => loadBookmarks().catch(showError));

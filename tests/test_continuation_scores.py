@@ -30,6 +30,8 @@ REQUESTS = [
     ),
     ScoreRequest("Short", "\nQ:", (" a", " bb b b")),
     ScoreRequest("Article: coffee is a drink.", "\nQ: and tea?\nA:", (" Tea is too.",)),
+    # One-token continuations (a byte each) are read from the query's last state alone.
+    ScoreRequest("Short", "\nA:", ("y", " yes", "n")),
 ]
 
 

@@ -195,11 +195,12 @@ def score_requests(
 ) -> list[list[float]]:
     """``result[i][j]`` = log P(requests[i].continuations[j] | context + query), natural log.
 
-    Contexts are encoded ``contexts_per_batch`` at a time; the queries and continuations
-    that hang from them run ``batch_size`` rows at a time on the gathered caches. On a CPU
-    a forward pass of a few rows costs about as much as one of many (reading the weights
-    dominates), so wide batches are much faster; memory grows with batch_size × the
-    longest prompt."""
+    Contexts are encoded up to ``contexts_per_batch`` at a time; the queries and
+    continuations that hang from them run up to ``batch_size`` rows at a time on the
+    gathered caches. Each level groups rows of similar length (``length_batches``): a
+    pass of a few rows costs about as much as one of many while reading the weights
+    dominates, but past a few hundred tokens its cost is its rows times its width,
+    padding included. Memory grows with batch_size × the longest prompt."""
     if batch_size < 1 or contexts_per_batch < 1:
         raise MyopiaError(
             f"batch sizes must be at least 1, not {batch_size} and {contexts_per_batch}"
@@ -209,37 +210,88 @@ def score_requests(
     by_context: list[list[int]] = [[] for _ in contexts]
     for i, r in enumerate(requests):
         by_context[contexts[r.context]].append(i)
-    results: list[list[float]] = [[] for _ in requests]
+    results = [[0.0] * len(row) for row in continuation_ids]
 
-    context_chunks = range(0, len(contexts), contexts_per_batch)
-    with Bar(len(context_chunks), "scoring continuations", enabled=show_progress) as bar:
-        for start in context_chunks:
-            members = list(range(start, min(start + contexts_per_batch, len(contexts))))
+    context_batches = length_batches([len(ids) for ids in context_ids], contexts_per_batch)
+    with Bar(len(context_batches), "scoring continuations", enabled=show_progress) as bar:
+        for members in context_batches:
             encoded, _ = _extend(model, None, [], [context_ids[c] for c in members], pad)
             asked = [(row, i) for row, c in enumerate(members) for i in by_context[c]]
-            for q_start in range(0, len(asked), batch_size):
-                part = asked[q_start : q_start + batch_size]
+            for part in length_batches([len(query_ids[i]) for _, i in asked], batch_size):
+                rows = [asked[k] for k in part]
                 queried, _ = _extend(
-                    model, encoded, [row for row, _ in part], [query_ids[i] for _, i in part], pad
+                    model, encoded, [row for row, _ in rows], [query_ids[i] for _, i in rows], pad
                 )
                 pairs = [
                     (row, i, j)
-                    for row, (_, i) in enumerate(part)
+                    for row, (_, i) in enumerate(rows)
                     for j in range(len(continuation_ids[i]))
                 ]
-                for c_start in range(0, len(pairs), batch_size):
-                    chunk = pairs[c_start : c_start + batch_size]
-                    _, scores = _extend(
-                        model,
-                        queried,
-                        [row for row, _, _ in chunk],
-                        [continuation_ids[i][j] for _, i, j in chunk],
-                        pad,
-                    )
-                    for (_, i, _), s in zip(chunk, scores, strict=True):
-                        results[i].append(float(s.sum()))
+                totals = _continuation_totals(
+                    model, queried, pairs, continuation_ids, pad, batch_size
+                )
+                for (_, i, j), total in zip(pairs, totals, strict=True):
+                    results[i][j] = total
             bar.advance("scoring continuations")
     return results
+
+
+def length_batches(lengths: Sequence[int], most: int, spread: float = 1.5) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of at most ``most``, by increasing length; a batch
+    also ends before a length above ``spread`` times its shortest.
+
+    Rows of a batch are padded to its longest, and the padding costs as much as real
+    tokens (the cost of a forward pass on a CPU is its rows times its width), so
+    batches of similar lengths waste little; the ``spread`` bound keeps one long row from
+    widening a batch of short ones."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        current = batches[-1] if batches else None
+        if (
+            current is None
+            or len(current) == most
+            or lengths[i] > spread * max(lengths[current[0]], 1)
+        ):
+            batches.append([i])
+        else:
+            current.append(i)
+    return batches
+
+
+def _continuation_totals(
+    model,
+    queried: _Rows,
+    pairs: list[tuple[int, int, int]],
+    continuation_ids: list[list[list[int]]],
+    pad: int,
+    batch_size: int,
+) -> list[float]:
+    """log P(continuation | its query row) for each (row of ``queried``, request, index).
+
+    A continuation's first token is read from its row's next-token distribution and each
+    later token from the state after the one before it, so its last token is never fed:
+    one-token continuations need no forward pass at all. The rest run in
+    ``length_batches``: the refusal phrasings are several times longer than most answers."""
+    totals = [0.0] * len(pairs)
+    fed = []
+    for n, (row, i, j) in enumerate(pairs):
+        ids = continuation_ids[i][j]
+        if len(ids) == 1:
+            totals[n] = float(queried.next_logprobs[row, ids[0]])
+        else:
+            fed.append(n)
+    fed_lengths = [len(continuation_ids[pairs[n][1]][pairs[n][2]]) - 1 for n in fed]
+    for batch in length_batches(fed_lengths, batch_size):
+        chunk = [fed[k] for k in batch]
+        ids = [continuation_ids[pairs[n][1]][pairs[n][2]] for n in chunk]
+        grown, scores = _extend(
+            model, queried, [pairs[n][0] for n in chunk], [c[:-1] for c in ids], pad
+        )
+        last = grown.next_logprobs[torch.arange(len(chunk)), torch.tensor([c[-1] for c in ids])]
+        for k, n in enumerate(chunk):
+            totals[n] = float(scores[k].sum() + last[k])
+    return totals
 
 
 def score_continuations(

@@ -13,9 +13,11 @@ passes: one ordinary backward, one myopic backward (exact, see ``myopia.attentio
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from torch import nn
@@ -76,19 +78,30 @@ class GradientSplit:
         if not self.full:
             self.full = {name: self.current[name] + self.future[name] for name in self.current}
 
+    @cached_property
+    def squared_norms(self) -> dict[str, tuple[float, float, float]]:
+        """Per parameter: the squared norms of its current, future and full gradient,
+        accumulated in float64. Computed once, since every grouping of ``shares`` sums
+        the same numbers (three passes over the model's gradients instead of nine, 5 s of
+        each C1b sequence on SmolLM2)."""
+
+        def square(tensor: torch.Tensor) -> float:
+            return float(torch.linalg.vector_norm(tensor, dtype=torch.float64)) ** 2
+
+        return {
+            name: (square(self.current[name]), square(self.future[name]), square(self.full[name]))
+            for name in self.current
+        }
+
     def shares(self, key=parameter_group) -> list[GroupShare]:
         """Norms per group of parameters, groups in order of first appearance."""
         groups: dict[str, list[str]] = {}
         for name in self.current:
             groups.setdefault(key(name), []).append(name)
-
-        def norm(parts: dict[str, torch.Tensor], names: list[str]) -> float:
-            return float(torch.sqrt(sum(parts[n].double().pow(2).sum() for n in names)))
-
-        full = self.full
+        squares = self.squared_norms
         return [
             GroupShare(
-                group, norm(self.current, names), norm(self.future, names), norm(full, names)
+                group, *(math.sqrt(sum(squares[n][part] for n in names)) for part in range(3))
             )
             for group, names in groups.items()
         ]

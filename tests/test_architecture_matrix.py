@@ -169,6 +169,25 @@ def test_a_refused_mode_leaves_the_model_as_it_was():
     assert model.config._attn_implementation == other
 
 
+@pytest.mark.parametrize("qk_layernorm", [True, False])
+def test_a_fused_projection_of_another_layout_is_refused_in_one_line(qk_layernorm):
+    # Persimmon has GPT-NeoX's query_key_value, with optional q/k norms after it: residual
+    # mode knows neither its attribute names nor a norm there, and says so before any hook.
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sizes = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4}
+    config = AutoConfig.for_model(
+        "persimmon", vocab_size=VOCAB_SIZE, num_hidden_layers=1, qk_layernorm=qk_layernorm, **sizes
+    )
+    model = AutoModelForCausalLM.from_config(config)
+    original = model.config._attn_implementation
+    with pytest.raises(MyopiaError, match="use 'kv'") as refused:
+        set_myopic(model, "residual")
+    assert "\n" not in str(refused.value) and "PersimmonAttention" in str(refused.value)
+    assert model.config._attn_implementation == original
+    assert not model.model.layers[0].self_attn.query_key_value._forward_hooks
+
+
 def matrix_table() -> str:
     """The matrix as markdown: the worst gradient error over backends and paddings, or
     the refusal."""

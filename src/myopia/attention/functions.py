@@ -85,10 +85,12 @@ def _split_channels(module, query, key, value, mode, offset):
     if layout == "heads":  # key (B, 2*Hkv, T, hd): input-only heads, then weight-only heads
         k_x, k_w = key.chunk(2, dim=1)
         v_x, v_w = (heads(x) for x in stashed)
-    else:  # "fused": the query as the model computed it, keys and values from the hook,
-        # keys rotated as the model rotates them (GPT-NeoX, Phi3)
-        k_x, k_w, v_x, v_w = (heads(x) for x in stashed)
-        k_x, k_w = (residual_channels.rotate_keys(module, x) for x in (k_x, k_w))
+    else:  # "fused": the model's own keys and values are the weight-only channel; the
+        # input-only copies (B, T, Hkv, hd) come from the hook, keys rotated as the model
+        # rotates them (GPT-NeoX, Phi3)
+        k_w, v_w = key, value
+        k_x, v_x = (x.transpose(1, 2) for x in stashed)  # (B, Hkv, T, hd)
+        k_x = residual_channels.rotate_keys(module, k_x)
     return query, k_w, v_w, own(k_x), own(v_x)
 
 

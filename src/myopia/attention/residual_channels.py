@@ -17,12 +17,13 @@ computed once:
   Gemma3 per head; OLMo2 over the whole projection) gets hooks that normalise each
   channel separately, the input-only one with the norm's weights detached.
 - ``fused``: one projection for q, k and v (GPT-2's ``c_attn``, Phi3's ``qkv_proj``,
-  GPT-NeoX's ``query_key_value``): the model gets the ordinary output, whose query part
-  stays live, and the key/value channels go from the hook straight to the attention
-  function (``take_stashed_channels``), which splits them into heads and, where the
-  model has rotary encoding, rotates the keys with the model's own
-  ``apply_rotary_pos_emb`` and the cos/sin its attention module received
-  (``rotate_keys``).
+  GPT-NeoX's ``query_key_value``): the model gets the projection's output, computed
+  once, whose query part stays live and whose key and value parts, split into heads and
+  rotated by the model's own code, are the weight-only channel. The input-only copies
+  of the key and value parts go from the hook straight to the attention function
+  (``take_stashed_channels``), which rotates the keys, where the model has rotary
+  encoding, with the model's own ``apply_rotary_pos_emb`` and the cos/sin its attention
+  module received (``rotate_keys``).
 
 The attention function finds the layout with ``layout_of(module)``.
 """
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import sys
 import weakref
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -80,7 +82,8 @@ def _input_only_then_weight_only(projection: nn.Linear, args, output):
 
 
 # Channels that skip the model's code between a projection and attention (values, which
-# Llama-family attention only reshapes; GPT-2's fused q/k/v), from hook to attention.
+# Llama-family attention only reshapes; the fused projections' input-only keys and
+# values), from hook to attention.
 _STASHED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -96,78 +99,105 @@ def _stash_value_channels(attention_module: nn.Module):
 
 def take_stashed_channels(attention_module: nn.Module) -> tuple[torch.Tensor, ...]:
     """The channels this module's projection hook stashed during the current forward:
-    ``heads`` layout: (value input-only, value weight-only); ``fused`` layout: (key
-    input-only, key weight-only, value input-only, value weight-only); each (B, T, D)."""
+    ``heads`` layout: (value input-only, value weight-only), each (B, T, D); ``fused``
+    layout: (key input-only, value input-only), each (B, T, Hkv, hd)."""
     return _STASHED.pop(attention_module)
+
+
+@dataclass(frozen=True)
+class _FusedLayout:
+    """Where a fused projection's output (B, T, F) keeps q, k and v: unflattened to
+    (B, T, *shape), q, k and v are consecutive blocks of ``sizes`` along axis -2. GPT-2's
+    c_attn and Phi3's qkv_proj: shape (H + 2 Hkv, hd), sizes (H, Hkv, Hkv), so the key
+    block is (B, T, Hkv, hd); GPT-NeoX's query_key_value (q, k, v side by side within
+    each head): shape (H, 3, hd), sizes (1, 1, 1), the key block (B, T, H, 1, hd) with
+    its length-1 axis dropped (``per_head``)."""
+
+    shape: tuple[int, ...]
+    sizes: tuple[int, int, int]
+
+    @property
+    def per_head(self) -> bool:
+        return len(self.shape) == 3
+
+    def key_and_value(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Views of y's key and value parts, (B, T, Hkv, hd) each."""
+        _, k, v = y.unflatten(-1, self.shape).split(self.sizes, dim=-2)
+        return (k.squeeze(-2), v.squeeze(-2)) if self.per_head else (k, v)
+
+    def with_key_and_value(self, y: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+        """y (B, T, F) with its key and value parts replaced by k and v (B, T, Hkv, hd)."""
+        q = y.reshape(*y.shape[:-1], *self.shape).narrow(-2, 0, self.sizes[0])
+        if self.per_head:
+            k, v = k.unsqueeze(-2), v.unsqueeze(-2)
+        return torch.cat([q, k, v], dim=-2).flatten(-len(self.shape))
 
 
 class _FusedQKVChannels(torch.autograd.Function):
     """A fused q/k/v projection y = x W^T + b (W: (3-part out, in)) computed once, handed
-    out as: y for the model (only its query part is used, fully live), and input-only and
-    weight-only copies of the key and value parts, each (B, T, Hkv * hd) in head order,
-    taken from y's features at ``k_index`` and ``v_index``. The backward assembles the
-    parts' gradients and does the two matmuls an ordinary projection's backward does."""
+    out as: y for the model, and input-only copies of its key and value parts (B, T, Hkv,
+    hd). The model's own query from y is fully live; its own keys and values from y are
+    the weight-only channel: the gradient they bring back into y reaches W and b, never x.
+    The backward does the two matmuls an ordinary projection's backward does, the one
+    for x with y's key and value gradients swapped for the input-only copies'."""
 
     @staticmethod
-    def forward(ctx, output, inputs, weight, bias, k_index, v_index):
-        ctx.save_for_backward(inputs, weight, k_index, v_index)
-        ctx.has_bias = bias is not None
+    def forward(ctx, output, inputs, weight, bias, layout):
+        ctx.save_for_backward(inputs, weight)
+        ctx.has_bias, ctx.layout = bias is not None, layout
         value = output.detach()
-        k, v = value[..., k_index], value[..., v_index]  # (B, T, Hkv * hd) each
-        return value.view_as(value), k, k.view_as(k), v, v.view_as(v)
+        return (value.view_as(value), *layout.key_and_value(value))
 
     @staticmethod
-    def backward(ctx, grad_y, grad_k_input, grad_k_weight, grad_v_input, grad_v_weight):
-        inputs, weight, k_index, v_index = ctx.saved_tensors
-        # The model reads only the query from y: its key and value parts get nothing.
-        grad_q = grad_y.index_fill(-1, torch.cat([k_index, v_index]), 0.0)
-        through_input = grad_q.index_add(-1, k_index, grad_k_input).index_add(
-            -1, v_index, grad_v_input
-        )
-        through_weight = grad_q.index_add(-1, k_index, grad_k_weight).index_add(
-            -1, v_index, grad_v_weight
-        )
-        g = through_weight.reshape(-1, through_weight.shape[-1])  # (N, out)
+    def backward(ctx, grad_y, grad_k_input, grad_v_input):
+        inputs, weight = ctx.saved_tensors
+        through_input = ctx.layout.with_key_and_value(grad_y, grad_k_input, grad_v_input)
+        g = grad_y.reshape(-1, grad_y.shape[-1])  # (N, out): query live, k/v weight-only
         grad_weight = g.t() @ inputs.reshape(-1, inputs.shape[-1])  # (out, in)
         grad_bias = g.sum(0) if ctx.has_bias else None
-        return None, through_input @ weight, grad_weight, grad_bias, None, None
+        return None, through_input @ weight, grad_weight, grad_bias, None
 
 
-def _fused_parts(attention_module: nn.Module) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """The fused projection of an attention module and the features of its output that
-    hold the keys and the values, in head order: GPT-2's c_attn (q | k | v), Phi3's
-    qkv_proj (q | k | v with Hkv key/value heads), GPT-NeoX's query_key_value (q, k, v
-    side by side within each head)."""
-    config = attention_module.config
-    n_heads = config.num_attention_heads
-    if hasattr(attention_module, "c_attn"):
-        width = config.hidden_size
-        return (
-            attention_module.c_attn,
-            torch.arange(width, 2 * width),
-            torch.arange(2 * width, 3 * width),
+def _fused_parts(attention_module: nn.Module) -> tuple[nn.Module, _FusedLayout]:
+    """The fused projection of an attention module and where its output keeps q, k, v:
+    GPT-2's c_attn (q | k | v), Phi3's qkv_proj (q | k | v with Hkv key/value heads),
+    GPT-NeoX's query_key_value (q, k, v side by side within each head). Other modules
+    with such a projection (CodeGen, Persimmon) are refused: their layout differs, or a
+    norm between the projection and attention would be skipped by the input-only copies."""
+    name = type(attention_module).__name__
+    norms = [n for n, m in attention_module.named_children() if "Norm" in type(m).__name__]
+    if norms:
+        raise UnsupportedModelError(
+            f"myopic mode 'residual' does not support {name}'s norm ({', '.join(norms)}) "
+            "after a fused q/k/v projection: use 'kv'"
         )
-    if hasattr(attention_module, "qkv_proj"):
-        hd = attention_module.head_dim
-        q_width = n_heads * hd
-        kv_width = attention_module.num_key_value_heads * hd
-        k_index = torch.arange(q_width, q_width + kv_width)
-        return attention_module.qkv_proj, k_index, k_index + kv_width
-    hd = attention_module.head_size
-    heads = torch.arange(n_heads)[:, None] * 3 * hd  # (H, 1): each head's first feature
-    k_index = (heads + hd + torch.arange(hd)).flatten()
-    return attention_module.query_key_value, k_index, k_index + hd
+    try:
+        config = attention_module.config
+        n_heads = config.num_attention_heads
+        if hasattr(attention_module, "c_attn"):
+            hd = config.hidden_size // n_heads
+            return attention_module.c_attn, _FusedLayout((3 * n_heads, hd), (n_heads,) * 3)
+        if hasattr(attention_module, "qkv_proj"):
+            hd, n_kv = attention_module.head_dim, attention_module.num_key_value_heads
+            layout = _FusedLayout((n_heads + 2 * n_kv, hd), (n_heads, n_kv, n_kv))
+            return attention_module.qkv_proj, layout
+        hd = attention_module.head_size
+        return attention_module.query_key_value, _FusedLayout((n_heads, 3, hd), (1, 1, 1))
+    except AttributeError as error:  # not GPT-2's, Phi3's or GPT-NeoX's attention
+        raise UnsupportedModelError(
+            f"myopic mode 'residual' does not know where {name}'s fused projection keeps "
+            f"q, k and v ({error}): use 'kv'"
+        ) from None
 
 
 def _stash_fused_channels(attention_module: nn.Module):
-    projection, k_index, v_index = _fused_parts(attention_module)
-    k_index, v_index = k_index.to(projection.weight.device), v_index.to(projection.weight.device)
+    projection, layout = _fused_parts(attention_module)
 
     def hook(projection: nn.Module, args, output):
         # Conv1D (GPT-2) keeps its weight as (in, out): its transpose is nn.Linear's.
         weight = projection.weight.t() if isinstance(projection, Conv1D) else projection.weight
         y, *channels = _FusedQKVChannels.apply(
-            output.detach(), args[0], weight, projection.bias, k_index, v_index
+            output.detach(), args[0], weight, projection.bias, layout
         )
         _STASHED[attention_module] = tuple(channels)
         return y
@@ -191,7 +221,8 @@ def rotate_keys(attention_module: nn.Module, keys: torch.Tensor) -> torch.Tensor
     if cos_sin is None:
         return keys
     apply_rotary = sys.modules[type(attention_module).__module__].apply_rotary_pos_emb
-    return apply_rotary(keys, keys, *cos_sin)[1]
+    no_query = keys[:, :0]  # (B, 0, T, hd): it rotates a query and keys; only keys here
+    return apply_rotary(no_query, keys, *cos_sin)[1]
 
 
 _FUSED_LINEAR = ("qkv_proj", "query_key_value")
@@ -235,6 +266,8 @@ def install(model: nn.Module) -> list[torch.utils.hooks.RemovableHandle]:
             raise UnsupportedModelError(
                 "myopic mode 'residual' needs GPT-2's Conv1D c_attn: use 'kv'"
             )
+        if not hasattr(module, "k_proj"):
+            _fused_parts(module)  # refuses a fused projection it does not know
     handles = []
     for module in modules:
         if hasattr(module, "k_proj"):

@@ -30,6 +30,7 @@ from myopia.faithfulness.copy_detector import (
 from myopia.faithfulness.lookback import (
     lookback_ratios,
     lookback_ratios_reference,
+    shared_span_features,
     span_features,
 )
 from myopia.faithfulness.quote_data import (
@@ -176,6 +177,26 @@ def test_batched_features_match_a_slow_loop(tiny_mlp):
         hidden = torch.stack([h[0, len(p) :].mean(0) for h in out.hidden_states])
         np.testing.assert_allclose(features.residual[i], hidden.numpy(), atol=1e-5)
         assert features.span_tokens[i] == len(s)
+
+
+@pytest.mark.parametrize("budget", [10**9, 2 * 2 * 3 * 12 * 30])
+def test_shared_prefix_features_equal_one_pass_per_sequence(tiny_mlp, budget):
+    # Groups as C6 makes them (requests about one passage share its beginning), one with
+    # no common beginning, one whose prompts are a single token, and a group of one.
+    model, _ = tiny_mlp
+    rng = np.random.default_rng(1)
+    passage, other = rng.integers(3, 200, size=15).tolist(), rng.integers(3, 200, size=6)
+    prompts = [passage + rng.integers(3, 200, size=n).tolist() for n in (3, 1, 4)]
+    prompts += [[7, *rng.integers(3, 200, size=5).tolist()], [9, 8, 7, 6], [11], [12]]
+    prompts += [other.tolist() + [5, 5]]
+    groups = ["a", "a", "a", "b", "b", "c", "c", "d"]
+    spans = [rng.integers(3, 200, size=n).tolist() for n in (4, 1, 6, 3, 2, 5, 1, 3)]
+    shared = shared_span_features(model, prompts, spans, groups, max_attention_floats=budget)
+    reference = span_features(model, prompts, spans)
+    for name in ("lookback", "residual", "mean_logprob", "mean_entropy", "span_tokens"):
+        np.testing.assert_allclose(
+            getattr(shared, name), getattr(reference, name), rtol=1e-5, atol=1e-5, err_msg=name
+        )
 
 
 def test_auroc_matches_scikit_learn():

@@ -43,7 +43,7 @@ from myopia.faithfulness.copy_detector import (
     auroc,
     evaluate_detectors,
 )
-from myopia.faithfulness.lookback import span_features
+from myopia.faithfulness.lookback import shared_span_features
 from myopia.faithfulness.quote_data import QuoteRequest, make_quote_requests, quote_prompt
 from myopia.faithfulness.span_match import (
     COPIED,
@@ -262,7 +262,11 @@ def detect_copy(
     if len(usable) >= 2:
         prompt_ids = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in usable]
         span_ids = [list(generations[i].token_ids) for i in usable]
-        features = span_features(model, prompt_ids, span_ids, show_progress=show_progress)
+        # The requests about one passage share its encoding (most of each prompt).
+        passages = [requests[i].context_id for i in usable]
+        features = shared_span_features(
+            model, prompt_ids, span_ids, passages, show_progress=show_progress
+        )
         timings["features"] = time.perf_counter() - start
         n, n_layers, n_heads = features.lookback.shape
         lookback = features.lookback.reshape(n, n_layers * n_heads)

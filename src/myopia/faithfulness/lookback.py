@@ -21,6 +21,10 @@ they were drawn from (the usual confidence baselines: they read the output only)
 are the output embedding applied to the final state at the span's positions only, as in
 Llama and GPT-2 models, so no (B, T, vocabulary) tensor is made.
 
+``shared_span_features`` (what C6 uses) reads the same features with the prompts of a
+group (the requests about one passage) sharing one encoding of their common beginning;
+``span_features``, one whole pass per sequence, is what it is tested against.
+
 Batching: sequences are sorted by length and padded on the right. Causal attention means
 no real token attends to a later pad, so no mask is needed and every real position sees
 exactly its unpadded computation. A batch holds as many sequences as keep the attention
@@ -30,11 +34,13 @@ weights of all layers (L x H x T x T floats each) under ``max_attention_floats``
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from myopia.errors import MyopiaError
 from myopia.heads.attention import returning_weights
@@ -44,7 +50,9 @@ __all__ = [
     "SpanFeatures",
     "lookback_ratios",
     "lookback_ratios_reference",
+    "shared_span_features",
     "span_features",
+    "span_lookback",
 ]
 
 MAX_ATTENTION_FLOATS = 64 * 2**20  # 256 MiB of float32 attention weights per batch
@@ -63,7 +71,14 @@ def lookback_ratios(attention: torch.Tensor, n_prompt: int, n_span: int) -> torc
     """``(..., H)`` span-mean lookback ratio from ``attention`` ``(..., H, T, T)`` of one
     sequence whose prompt is ``n_prompt`` tokens and span ``n_span`` tokens (T may be
     longer: right padding)."""
-    queries = attention[..., n_prompt : n_prompt + n_span, :].float()  # (..., H, G, T)
+    return span_lookback(attention[..., n_prompt : n_prompt + n_span, :], n_prompt)
+
+
+def span_lookback(queries: torch.Tensor, n_prompt: int) -> torch.Tensor:
+    """``(..., H)`` span-mean lookback ratio from the span's own query rows ``(..., H, G,
+    T)``: keys ``:n_prompt`` are the prompt, the rest the span (and right padding)."""
+    queries = queries.float()
+    n_span = queries.shape[-2]
     ctx = queries[..., :n_prompt].mean(-1)  # (..., H, G)
     # Causal weights are 0 beyond the query, so a sum over all later keys is the sum over
     # keys N..q; the query at span index i has i + 1 of them.
@@ -103,6 +118,38 @@ def _batches(lengths: list[int], floats_per_square: int, budget: int) -> list[li
     return groups
 
 
+def _check_inputs(model: nn.Module, prompt_ids: list[list[int]], span_ids: list[list[int]]):
+    if len(prompt_ids) != len(span_ids) or not prompt_ids:
+        raise MyopiaError(
+            f"need one span per prompt and at least one of each, got {len(prompt_ids)} "
+            f"prompts and {len(span_ids)} spans"
+        )
+    if any(not p for p in prompt_ids) or any(not s for s in span_ids):
+        raise MyopiaError("every prompt and every span needs at least one token")
+    context = getattr(model.config, "max_position_embeddings", None)
+    longest = max(len(p) + len(s) for p, s in zip(prompt_ids, span_ids, strict=True))
+    if context is not None and longest > context:
+        raise MyopiaError(
+            f"a prompt plus its quote has {longest} tokens, more than the model's "
+            f"context of {context}: use shorter contexts"
+        )
+
+
+def _span_reads(out, unembed, row: int, start: int, span: list[int]):
+    """Row ``row``'s mean hidden state per layer over its span (which starts at column
+    ``start`` of ``out``), and the mean log-probability and entropy of the span's tokens."""
+    stop = start + len(span)
+    states = torch.stack([h[row, start:stop] for h in out.hidden_states])  # (L+1, G, D)
+    # The state at position t predicts token t + 1: the span's tokens are predicted from
+    # positions start - 1 .. stop - 2.
+    final = out.last_hidden_state[row, start - 1 : stop - 1]  # (G, D)
+    logits = unembed(final).float().log_softmax(-1)  # (G, V)
+    targets = torch.tensor(span, device=logits.device)
+    logprob = float(logits.gather(1, targets[:, None]).mean())
+    entropy = float(-(logits.exp() * logits).sum(-1).mean())
+    return states.float().mean(1).cpu().numpy(), logprob, entropy
+
+
 @torch.inference_mode()
 def span_features(
     model: nn.Module,
@@ -114,22 +161,10 @@ def span_features(
 ) -> SpanFeatures:
     """Features of each ``span_ids[i]`` (at least one token) generated after
     ``prompt_ids[i]`` (at least one token)."""
-    if len(prompt_ids) != len(span_ids) or not prompt_ids:
-        raise MyopiaError(
-            f"need one span per prompt and at least one of each, got {len(prompt_ids)} "
-            f"prompts and {len(span_ids)} spans"
-        )
-    if any(not p for p in prompt_ids) or any(not s for s in span_ids):
-        raise MyopiaError("every prompt and every span needs at least one token")
+    _check_inputs(model, prompt_ids, span_ids)
     config = model.config
     n_layers, n_heads = config.num_hidden_layers, config.num_attention_heads
-    context = getattr(config, "max_position_embeddings", None)
     lengths = [len(p) + len(s) for p, s in zip(prompt_ids, span_ids, strict=True)]
-    if context is not None and max(lengths) > context:
-        raise MyopiaError(
-            f"a prompt plus its quote has {max(lengths)} tokens, more than the model's "
-            f"context of {context}: use shorter contexts"
-        )
     device = next(model.parameters()).device
     base = getattr(model, "base_model", model)
     unembed = model.get_output_embeddings()
@@ -159,15 +194,9 @@ def span_features(
                 # One sequence at a time, so no second copy of the whole batch's weights.
                 attention = torch.stack([a[row] for a in out.attentions])  # (L, H, T, T)
                 lookback[i] = lookback_ratios(attention, start, stop - start).cpu().numpy()
-                states = torch.stack([h[row, start:stop] for h in out.hidden_states])  # (L+1, G, D)
-                residual[i] = states.float().mean(1).cpu().numpy()
-                # The state at position t predicts token t + 1: the span's tokens are
-                # predicted from positions start - 1 .. stop - 2.
-                final = out.last_hidden_state[row, start - 1 : stop - 1]  # (G, D)
-                logits = unembed(final).float().log_softmax(-1)  # (G, V)
-                targets = torch.tensor(span_ids[i], device=logits.device)
-                logprob[i] = float(logits.gather(1, targets[:, None]).mean())
-                entropy[i] = float(-(logits.exp() * logits).sum(-1).mean())
+                residual[i], logprob[i], entropy[i] = _span_reads(
+                    out, unembed, row, start, span_ids[i]
+                )
             del out
     return SpanFeatures(
         lookback=lookback,
@@ -176,3 +205,153 @@ def span_features(
         mean_logprob=logprob,
         mean_entropy=entropy,
     )
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """The number of leading tokens every row of ``rows`` has in common."""
+    shortest = min(len(r) for r in rows)
+    for k in range(shortest):
+        if any(r[k] != rows[0][k] for r in rows):
+            return k
+    return shortest
+
+
+@torch.inference_mode()
+def shared_span_features(
+    model: nn.Module,
+    prompt_ids: list[list[int]],
+    span_ids: list[list[int]],
+    groups: Sequence[Hashable],
+    *,
+    max_attention_floats: int = MAX_ATTENTION_FLOATS,
+    show_progress: bool = False,
+) -> SpanFeatures:
+    """``span_features`` with the prompts of a group (C6: the requests about one passage)
+    reading their common beginning from one encoding of it.
+
+    Each group's shared prefix (its prompts' longest common beginning, leaving every
+    prompt at least one token of its own) is encoded once; each sequence's own rest,
+    prompt then span, runs on that prefix's KV cache with the attention weights returned.
+    The features need weights only for the span's queries, and those see the prefix's
+    keys through the cache, so nothing is lost; what is saved is the prefix's forward
+    pass, once per sequence after the first (most of C6's prompt is the passage). The
+    same numbers as ``span_features`` up to float rounding (a test compares them)."""
+    _check_inputs(model, prompt_ids, span_ids)
+    if len(groups) != len(prompt_ids):
+        raise MyopiaError(f"{len(groups)} group keys for {len(prompt_ids)} prompts")
+    members: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(groups):
+        members.setdefault(key, []).append(i)
+    shared = list(members.values())
+    prefix = [
+        min(
+            common_prefix_length([prompt_ids[i] for i in m]), min(len(prompt_ids[i]) for i in m) - 1
+        )
+        for m in shared
+    ]
+    config = model.config
+    n_layers, n_heads = config.num_hidden_layers, config.num_attention_heads
+    device = next(model.parameters()).device
+    base = getattr(model, "base_model", model)
+    unembed = model.get_output_embeddings()
+    n = len(prompt_ids)
+    lookback = np.zeros((n, n_layers, n_heads), dtype=np.float32)
+    residual: np.ndarray | None = None
+    logprob = np.zeros(n, dtype=np.float64)
+    entropy = np.zeros(n, dtype=np.float64)
+    rest = [len(prompt_ids[i]) + len(span_ids[i]) for i in range(n)]
+    batches = _group_batches(shared, prefix, rest, n_layers * n_heads, max_attention_floats)
+    with returning_weights(model):
+        for batch in track(batches, "reading attention", enabled=show_progress):
+            width = max(prefix[g] for g in batch)
+            cache, past_mask = None, torch.zeros((len(batch), 0), dtype=torch.long)
+            if width:
+                ids = torch.zeros((len(batch), width), dtype=torch.long)  # pads: any token id
+                past_mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, g in enumerate(batch):
+                    ids[row, : prefix[g]] = torch.tensor(prompt_ids[shared[g][0]][: prefix[g]])
+                    past_mask[row, : prefix[g]] = 1
+                out = base(
+                    input_ids=ids.to(device), attention_mask=past_mask.to(device), use_cache=True
+                )
+                cache = [(layer.keys, layer.values) for layer in out.cache.layers]
+                del out
+            rows = [(row, g, i) for row, g in enumerate(batch) for i in shared[g]]
+            own = [prompt_ids[i][prefix[g] :] + span_ids[i] for _, g, i in rows]
+            span_width = max(len(o) for o in own)
+            ids = torch.zeros((len(rows), span_width), dtype=torch.long)
+            new_mask = torch.zeros((len(rows), span_width), dtype=torch.long)
+            for k, tokens in enumerate(own):
+                ids[k, : len(tokens)] = torch.tensor(tokens)
+                new_mask[k, : len(tokens)] = 1
+            index = torch.tensor([row for row, _, _ in rows])
+            starts = torch.tensor([prefix[g] for _, g, _ in rows])
+            out = base(
+                input_ids=ids.to(device),
+                attention_mask=torch.cat([past_mask[index], new_mask], dim=1).to(device),
+                position_ids=(starts[:, None] + torch.arange(span_width)).to(device),
+                cache=None
+                if cache is None
+                else DynamicCache([(k[index.to(device)], v[index.to(device)]) for k, v in cache]),
+                output_attentions=True,
+                output_hidden_states=True,
+                use_cache=cache is not None,
+            )
+            if residual is None:
+                d_model = out.hidden_states[0].shape[-1]
+                residual = np.zeros((n, len(out.hidden_states), d_model), dtype=np.float32)
+            for k, (_, g, i) in enumerate(rows):
+                # Row k's own tokens start after the batch's padded prefix (width columns):
+                # its keys are the group's prefix, then its own prompt rest and span.
+                n_own, n_span = len(prompt_ids[i]) - prefix[g], len(span_ids[i])
+                keys = torch.cat(
+                    [torch.arange(prefix[g]), width + torch.arange(n_own + n_span)]
+                ).to(device)
+                queries = torch.stack(
+                    [a[k, :, n_own : n_own + n_span][..., keys] for a in out.attentions]
+                )  # (L, H, G, prompt + G)
+                lookback[i] = span_lookback(queries, len(prompt_ids[i])).cpu().numpy()
+                residual[i], logprob[i], entropy[i] = _span_reads(
+                    out, unembed, k, n_own, span_ids[i]
+                )
+            del out
+    return SpanFeatures(
+        lookback=lookback,
+        residual=residual,
+        span_tokens=np.array([len(s) for s in span_ids]),
+        mean_logprob=logprob,
+        mean_entropy=entropy,
+    )
+
+
+def _group_batches(
+    shared: list[list[int]],
+    prefix: list[int],
+    lengths: list[int],
+    floats_per_square: int,
+    budget: int,
+) -> list[list[int]]:
+    """Groups (indices into ``shared``) batched by prefix length, each batch's attention
+    weights (rows x heads x own tokens x all keys) under ``budget`` floats."""
+    order = sorted(
+        range(len(shared)), key=lambda g: (prefix[g], max(lengths[i] for i in shared[g]))
+    )
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for g in order:
+        trial = [*batch, g]
+        keys = max(prefix[h] for h in trial) + max(
+            lengths[i] - prefix[h] for h in trial for i in shared[h]
+        )
+        rows = sum(len(shared[h]) for h in trial)
+        own = max(lengths[i] - prefix[h] for h in trial for i in shared[h])
+        # A batch never mixes groups with and without a prefix: a row with none would
+        # be all padding in the prefix pass.
+        mixed = batch and (prefix[batch[0]] == 0) != (prefix[g] == 0)
+        if batch and (mixed or rows * floats_per_square * own * keys > budget):
+            batches.append(batch)
+            trial = [g]
+        batch = trial
+    if batch:
+        batches.append(batch)
+    return batches

@@ -8,7 +8,12 @@ from transformers import GenerationConfig
 
 from myopia.errors import MyopiaError
 from myopia.generation import DecodeOptions, LocalEngine, SamplingSettings, generate
-from myopia.generation.decode import generate_ids, prompt_ids, sample_token_ids
+from myopia.generation.decode import (
+    generate_ids,
+    prompt_ids,
+    sample_token_ids,
+    shared_prefixes,
+)
 
 PROMPTS = ["The cat", "A much longer prompt that needs left padding in a batch", "Hi"]
 
@@ -84,6 +89,42 @@ def test_greedy_and_sampling_equal_transformers_generate_with_padding(tiny):
         got = generate(model, tokenizer, PROMPTS, settings, n=n)
         want = reference_generate(model, tokenizer, PROMPTS, settings, n=n)
         assert [c.token_ids for row in got for c in row] == want
+
+
+PASSAGE = "Passage: the quick brown fox jumps over the lazy dog, twice.\n"
+SHARED = [PASSAGE + "Quote one:", PASSAGE + "Quote two words:", "Hi there", PASSAGE + "Q"]
+
+
+def test_shared_prefixes_group_consecutive_prompts_with_a_long_common_beginning():
+    a, b = list(range(30)), list(range(20)) + [99, 98]
+    assert shared_prefixes([a, b, [5, 6], a]) == [(2, 20), (1, 1), (1, 29)]
+    assert shared_prefixes([a, [5, 6], a]) is None  # nothing shared: the plain pass
+    assert shared_prefixes([a, a[:17]]) == [(2, 16)]  # each keeps a token of its own
+    assert shared_prefixes([a, a[:16]]) is None  # 15 shared tokens are too few
+    assert shared_prefixes([a, a, [7]]) is None  # a one-token prompt: the plain pass
+
+
+def test_a_shared_prefix_gives_what_each_prompt_gives_whole(tiny):
+    model, tokenizer = tiny
+    ids = [prompt_ids(tokenizer, p) for p in SHARED]
+    assert shared_prefixes(ids) is not None  # the case this test is about
+    options = DecodeOptions(alternatives=3)
+    whole = DecodeOptions(alternatives=3, share_prefixes=False)
+    for settings, n in (
+        (SamplingSettings(max_new_tokens=8), 1),
+        (SamplingSettings(max_new_tokens=8, temperature=1.0, seed=6), 2),
+    ):
+        shared = generate(model, tokenizer, SHARED, settings, n=n, options=options, batch_size=4)
+        alone = generate(model, tokenizer, SHARED, settings, n=n, options=whole, batch_size=4)
+        for got_row, want_row in zip(shared, alone, strict=True):
+            for got, want in zip(got_row, want_row, strict=True):
+                assert_same_continuations(got, want)
+    # And greedy, against transformers' own generate() over the whole prompts.
+    greedy = SamplingSettings(max_new_tokens=10)
+    got = generate(model, tokenizer, SHARED, greedy, batch_size=4)
+    assert [c.token_ids for row in got for c in row] == reference_generate(
+        model, tokenizer, SHARED, greedy
+    )
 
 
 def test_the_loom_engine_and_the_batch_path_give_the_same_continuations(tiny):

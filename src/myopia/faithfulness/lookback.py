@@ -43,6 +43,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from myopia.errors import MyopiaError
+from myopia.generation.decode import common_prefix_length
 from myopia.heads.attention import returning_weights
 from myopia.progress import track
 
@@ -205,15 +206,6 @@ def span_features(
         mean_logprob=logprob,
         mean_entropy=entropy,
     )
-
-
-def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """The number of leading tokens every row of ``rows`` has in common."""
-    shortest = min(len(r) for r in rows)
-    for k in range(shortest):
-        if any(r[k] != rows[0][k] for r in rows):
-            return k
-    return shortest
 
 
 @torch.inference_mode()

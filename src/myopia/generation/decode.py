@@ -10,10 +10,12 @@ continuation whoever asks. Where callers really differ, they say so with a named
 How a batch is decoded. Prompts of different lengths share a batch by left padding (an
 attention mask hides the padding, and positions count only real tokens), so every
 prompt's last token sits at the same index. Each distinct prompt is encoded once, by one
-forward pass over the batch; its key/value cache is then repeated for its ``n``
-continuations, and all rows decode together, one token per forward pass. A row that has
-finished (end of text, a stop string) is dropped from the batch and from the cache, so
-the remaining rows cost less.
+forward pass over the batch (consecutive prompts with a long common beginning, such as
+C6's requests about one passage, encode it once and then each its own rest:
+``shared_prefixes``); its key/value cache is then repeated for its ``n`` continuations,
+and all rows decode together, one token per forward pass. A row that has finished (end
+of text, a stop string) is dropped from the batch and from the cache, so the remaining
+rows cost less.
 
 The rules:
 
@@ -72,6 +74,10 @@ class DecodeOptions:
     whole_token_stops: bool = False
     # C9: False never draws an end-of-text token, so every row runs to max_new_tokens.
     end_of_text: bool = True
+    # Consecutive prompts of a batch with a long common beginning (C6's requests about one
+    # passage) encode it once. False encodes each prompt whole: the same tokens up to
+    # float rounding, the baseline the tests and bench/ compare it with.
+    share_prefixes: bool = True
 
     def check(self) -> None:
         if self.alternatives < 0:
@@ -192,25 +198,140 @@ def _left_padded(prompts: Sequence[Sequence[int]], pad: int, device):
     return ids.to(device), mask.to(device)
 
 
+# Prompts share the encoding of their common beginning when at least this many tokens
+# of it are shared: below that, the second forward pass costs more than it saves.
+MIN_SHARED_PREFIX = 16
+
+
+def _last_only(model) -> dict:
+    """The prompt pass needs logits at the last position only; most models can skip the
+    others (a (B, T, V) tensor for long prompts)."""
+    accepted = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+
+
+def _positions(mask: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor:
+    """Position ids that count real tokens only, from ``start``; 0 on padding."""
+    return (start + mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+
+
+def _prefill(model, prompts: Sequence[Sequence[int]], pad: int, device):
+    """``(cache, logits (B, V), mask (B, T))``: the prompts left-padded, one forward pass."""
+    ids, mask = _left_padded(prompts, pad, device)  # (B, T) each
+    # Without padding the mask is left out, as transformers' generate() does: the model
+    # then takes its plain causal path.
+    masked = {} if bool(mask.all()) else {"attention_mask": mask}
+    out = model(
+        input_ids=ids, position_ids=_positions(mask), use_cache=True, **masked, **_last_only(model)
+    )
+    return out.cache, out.logits[:, -1], mask
+
+
+def _can_share(model) -> bool:
+    """Whether a prompt's rest may follow its shared beginning after padding. A sliding
+    window counts cache slots, padding included, so padding between the two would move
+    real tokens out of the window: those models encode every prompt whole."""
+    config = model.config
+    return not any(
+        getattr(config, name, None) for name in ("sliding_window", "attention_chunk_size")
+    )
+
+
+def shared_prefixes(prompts: Sequence[Sequence[int]]) -> list[tuple[int, int]] | None:
+    """Consecutive prompts with a common beginning of at least ``MIN_SHARED_PREFIX``
+    tokens, as ``(members, prefix length)`` per group in order (a prompt alone is a group
+    of one, its prefix all but its last token); None when no group shares anything, or a
+    prompt has a single token. Every prompt keeps at least one token of its own, whose
+    logits give its first new token."""
+    if any(len(p) < 2 for p in prompts):
+        return None
+    groups: list[tuple[int, int]] = []
+    first = 0
+    while first < len(prompts):
+        stop, common = first + 1, len(prompts[first]) - 1
+        while stop < len(prompts):
+            joined = min(
+                common,
+                common_prefix_length((prompts[first], prompts[stop])),
+                len(prompts[stop]) - 1,
+            )
+            if joined < MIN_SHARED_PREFIX:
+                break
+            stop, common = stop + 1, joined
+        groups.append((stop - first, common))
+        first = stop
+    if all(members == 1 for members, _ in groups):
+        return None
+    return groups
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """The number of leading tokens every row of ``rows`` has in common."""
+    shortest = min(len(r) for r in rows)
+    for k in range(shortest):
+        if any(r[k] != rows[0][k] for r in rows):
+            return k
+    return shortest
+
+
+def _prefill_shared(
+    model, prompts: Sequence[Sequence[int]], groups: list[tuple[int, int]], pad: int, device
+):
+    """``_prefill`` with each group's common beginning encoded once: a pass over the
+    prefixes, their caches repeated for the group's members, then a pass over each
+    prompt's own rest. A row is laid out ``[pad, prefix, pad, rest]``; the mask hides
+    both paddings and positions count real tokens, so each prompt is computed as alone."""
+    owner = torch.tensor(
+        [g for g, (members, _) in enumerate(groups) for _ in range(members)], device=device
+    )
+    starts = [sum(members for members, _ in groups[:g]) for g in range(len(groups))]
+    prefixes = [prompts[start][:length] for start, (_, length) in zip(starts, groups, strict=True)]
+    ids, prefix_mask = _left_padded(prefixes, pad, device)  # (G, P) each
+    out = model(
+        input_ids=ids,
+        attention_mask=prefix_mask,
+        position_ids=_positions(prefix_mask),
+        use_cache=True,
+        **_last_only(model),
+    )
+    cache = out.cache
+    cache.batch_select_indices(owner)  # (B, ..., P): each prompt's group prefix
+    prefix_mask = prefix_mask[owner]  # (B, P)
+    rests = [prompts[i][groups[int(g)][1] :] for i, g in enumerate(owner.tolist())]
+    ids, rest_mask = _left_padded(rests, pad, device)  # (B, R) each
+    mask = torch.cat([prefix_mask, rest_mask], dim=-1)  # (B, P + R)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=_positions(rest_mask, prefix_mask.sum(-1, keepdim=True)),
+        cache=cache,
+        use_cache=True,
+        **_last_only(model),
+    )
+    return out.cache, out.logits[:, -1], mask
+
+
 class _Batch:
     """The model's state for the rows still being decoded: cache, mask and positions."""
 
-    def __init__(self, model, prompts: Sequence[Sequence[int]], n: int, max_new_tokens: int, pad):
+    def __init__(
+        self,
+        model,
+        prompts: Sequence[Sequence[int]],
+        n: int,
+        max_new_tokens: int,
+        pad: int,
+        share_prefixes: bool = True,
+    ):
         self.model = model
         device = next(model.parameters()).device
-        ids, mask = _left_padded(prompts, pad, device)  # (B, T) each
+        groups = shared_prefixes(prompts) if share_prefixes and _can_share(model) else None
+        if groups is None:
+            cache, logits, mask = _prefill(model, prompts, pad, device)
+        else:
+            cache, logits, mask = _prefill_shared(model, prompts, groups, pad, device)
         self.padded = not bool(mask.all())
-        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)  # (B, T)
-        # Without padding the mask is left out, as transformers' generate() does: the
-        # model then takes its plain causal path.
-        masked = {"attention_mask": mask} if self.padded else {}
-        # The prompt pass needs logits at the last position only; most models can skip
-        # the others (a (B, T, V) tensor for long prompts).
-        accepted = inspect.signature(model.forward).parameters
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
-        out = model(input_ids=ids, position_ids=positions, use_cache=True, **masked, **last_only)
-        self.cache = out.cache
-        logits = out.logits[:, -1]  # (B, V)
+        self.cache = cache
         if n > 1:  # each prompt was encoded once; its n rows share that cache
             self.cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, dim=0)  # (B*n, V)
@@ -290,7 +411,9 @@ def _decode_batch(job: _Job, prompts: Sequence[Sequence[int]]) -> list[_Row]:
     """The rows of one batch, prompt by prompt: row ``i * n + j`` is prompt i's j-th."""
     settings = job.settings
     pad = _pad_id(job.model, job.tokenizer)
-    batch = _Batch(job.model, prompts, job.n, settings.max_new_tokens, pad)
+    batch = _Batch(
+        job.model, prompts, job.n, settings.max_new_tokens, pad, job.options.share_prefixes
+    )
     rows = [
         _Row(decoder=InPlaceDecoder(job.tokenizer, p) if job.tokenizer is not None else None)
         for p in prompts

@@ -6,7 +6,10 @@ import numpy as np
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
 
+from myopia.threads import one_blas_thread
 
+
+@one_blas_thread
 def ridge_r2(
     features: np.ndarray, targets: np.ndarray, fit_fraction: float = 0.5, seed: int = 0
 ) -> np.ndarray:

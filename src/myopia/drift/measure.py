@@ -50,6 +50,7 @@ from myopia.io import atomic_write_json
 from myopia.progress import track
 from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval, bootstrap_ci, mean_ci
+from myopia.threads import one_blas_thread
 
 PROBE_C = 0.05  # inverse L2 strength, fixed: ~100 train rows against d = 576 features
 
@@ -233,6 +234,7 @@ def _probe():
     return make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=2000))
 
 
+@one_blas_thread
 def probe_accuracy(
     natural: np.ndarray, generated: np.ndarray, train: np.ndarray, test: np.ndarray, folds: int
 ) -> tuple[int, dict[int, float], np.ndarray]:

@@ -50,6 +50,7 @@ from sklearn.preprocessing import StandardScaler
 
 from myopia.errors import MyopiaError
 from myopia.stats import Interval, mean_ci
+from myopia.threads import one_blas_thread
 
 __all__ = [
     "C_GRID",
@@ -266,6 +267,7 @@ INTERVALS = (
 )
 
 
+@one_blas_thread
 def evaluate_detectors(
     lookback: np.ndarray,
     lookback_names: list[str],

@@ -31,6 +31,7 @@ input-only channel in ``residual`` mode. Later queries send them nothing.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -48,7 +49,11 @@ _LSE_CHUNK_ELEMENTS = 1 << 24
 
 def _expand_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(B, Hkv, T, hd) -> (B, Hkv * groups, T, hd), query head h reading kv head h // groups."""
-    return x if groups == 1 else x.repeat_interleave(groups, dim=1)
+    if groups == 1:
+        return x
+    batch, n_kv_heads, length, head_dim = x.shape
+    grouped = x[:, :, None].expand(batch, n_kv_heads, groups, length, head_dim)
+    return grouped.reshape(batch, n_kv_heads * groups, length, head_dim)
 
 
 def _split_channels(module, query, key, value, mode, offset):
@@ -165,15 +170,42 @@ def _softmax(scores: torch.Tensor, sinks: torch.Tensor | None = None) -> torch.T
 # ---------------------------------------------------------------------------------------
 
 
+# The small float masks built last: (weak reference to the boolean mask, or None; key;
+# float mask), newest first. Every layer of a forward gets the same mask (one per layer
+# type), so each is built once; large masks (whose building is not overhead) are not kept.
+_FLOAT_MASKS: list = []
+_FLOAT_MASK_KEPT_ELEMENTS = 1 << 20
+
+
 def _float_mask(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
     """A float mask (B or 1, 1, Q, K): 0 where attention is allowed, the dtype's min
     elsewhere. ``None`` means plain causal attention (query i sees keys up to i + K - Q).
 
     A query row with no allowed key (padding before the first real token) is allowed its
     own key: its output feeds no real token's loss, and every row stays finite (such a
-    row is NaN in the fused kernels)."""
+    row is NaN in the fused kernels). The mask returned is never written to."""
     if attention_mask is not None and attention_mask.dtype != torch.bool:
         return attention_mask[..., :k_len].to(dtype)  # already additive
+    key = (q_len, k_len, dtype, device, torch.is_inference_mode_enabled())
+    if attention_mask is not None:  # an in-place change to it is a new mask
+        if attention_mask.is_inference():  # no version counter: built each time
+            return _build_float_mask(attention_mask, q_len, k_len, dtype, device)
+        key += (attention_mask._version,)
+    for built_from, built_key, mask in _FLOAT_MASKS:
+        if attention_mask is None:
+            same = built_from is None
+        else:
+            same = built_from is not None and built_from() is attention_mask
+        if same and built_key == key:
+            return mask
+    mask = _build_float_mask(attention_mask, q_len, k_len, dtype, device)
+    if mask.numel() <= _FLOAT_MASK_KEPT_ELEMENTS:
+        built_from = None if attention_mask is None else weakref.ref(attention_mask)
+        _FLOAT_MASKS[:] = [(built_from, key, mask), *_FLOAT_MASKS[:1]]
+    return mask
+
+
+def _build_float_mask(attention_mask, q_len: int, k_len: int, dtype, device) -> torch.Tensor:
     offset = k_len - q_len
     if attention_mask is None:
         allowed = torch.ones(q_len, k_len, dtype=torch.bool, device=device).tril(offset)[None, None]
@@ -288,12 +320,13 @@ class _OwnPositionGradient(torch.autograd.Function):
     def backward(ctx, grad):  # grad: (B, H, Q, hd)
         out, v_values, q, own_prob = ctx.saved_tensors
         n_kv_heads = v_values.shape[1]
-        groups = grad.shape[1] // n_kv_heads
 
         def per_kv_head(x):  # (B, H, Q, hd) -> (B, Hkv, Q, hd): sum over each head group
             return _grouped(x, n_kv_heads).sum(2)
 
-        grad_score = own_prob * (grad * (_expand_kv(v_values, groups) - out)).sum(-1, keepdim=True)
+        # v_t - out_t per query head, each kv head broadcast over its group (not copied)
+        v_minus_out = (v_values.unsqueeze(2) - _grouped(out, n_kv_heads)).flatten(1, 2)
+        grad_score = own_prob * (grad * v_minus_out).sum(-1, keepdim=True)
         grad_k = per_kv_head((ctx.slope * grad_score) * q) if ctx.needs_input_grad[1] else None
         grad_v = per_kv_head(own_prob * grad) if ctx.needs_input_grad[2] else None
         return grad, grad_k, grad_v, None, None, None

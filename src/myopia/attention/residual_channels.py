@@ -71,14 +71,30 @@ class _InputAndWeightViews(torch.autograd.Function):
         return None, grad_input_only @ weight, grad_weight, grad_bias
 
 
+class _InputThenWeightCopies(torch.autograd.Function):
+    """A linear projection's output (.., D) twice on the feature axis (.., 2 D): the
+    input-only copy, then the weight-only copy (as ``_InputAndWeightViews``, concatenated
+    in the same node: its backward takes the two halves of the gradient apart)."""
+
+    @staticmethod
+    def forward(ctx, output, inputs, weight, bias):
+        ctx.save_for_backward(inputs, weight)
+        ctx.has_bias = bias is not None
+        return torch.cat([output, output], dim=-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_input_only, grad_weight_only = grad.chunk(2, dim=-1)
+        return _InputAndWeightViews.backward(ctx, grad_input_only, grad_weight_only)
+
+
 def _input_only_then_weight_only(projection: nn.Linear, args, output):
     """Hook for a key projection: (input-only, weight-only) on the feature axis, so that
     both arrive at the attention function as heads, rotary encoding applied by the
     model's own code."""
-    channels = _InputAndWeightViews.apply(
+    return _InputThenWeightCopies.apply(
         output.detach(), args[0], projection.weight, projection.bias
     )
-    return torch.cat(channels, dim=-1)
 
 
 # Channels that skip the model's code between a projection and attention (values, which
@@ -300,34 +316,57 @@ def _split_key_norm(norm: nn.Module, key_width: int) -> list[torch.utils.hooks.R
     over the whole projection) so that it keeps the two channels apart: the input-only
     copy through the norm with its weights detached (the own position's path into its
     input, never the weights), the weight-only copy through the norm as it is. The norm's
-    own output, computed first, is replaced."""
+    own call gets the weight-only copy (the pre-hook passes it on); the hook adds the
+    input-only one, normalised with the weights detached, and joins the two."""
     whole_width = sum(p.numel() for p in norm.parameters()) == key_width
-    recomputing = False  # the recomputation calls the norm again: its hooks stand aside
+    forward_detached = _with_detached_parameters(norm)
+    held: list = []  # the input-only copy and its axis, from the pre-hook to the hook
 
-    def split_input(_norm, args):  # (B, T, 2 * D) -> (B, T, 2, D): normalised per channel
-        if whole_width and not recomputing:
-            return (args[0].unflatten(-1, (2, key_width)),)
-        return None
-
-    def recompute(_norm, args, output):
-        nonlocal recomputing
-        if recomputing:
-            return output
-        x = args[0]  # (B, T, 2, D) whole width; per head (B, T, 2 * Hkv, hd) or transposed
-        axis = -2 if whole_width else _head_axis(x, 2 * key_width // x.shape[-1])
+    def split_input(_norm, args):
+        x = args[0]  # whole width (B, T, 2 * D); per head (B, T, 2 * Hkv, hd) or transposed
+        if whole_width:  # -> (B, T, 2, D): normalised per channel
+            x, axis = x.unflatten(-1, (2, key_width)), -2
+        else:
+            axis = _head_axis(x, 2 * key_width // x.shape[-1])
         x_input, x_weight = x.chunk(2, dim=axis)
-        detached = {name: p.detach() for name, p in norm.named_parameters()}
-        recomputing = True
-        try:
-            out = torch.cat([functional_call(norm, detached, (x_input,)), norm(x_weight)], axis)
-        finally:
-            recomputing = False
+        held[:] = (x_input, axis)
+        return (x_weight,)
+
+    def join(_norm, args, output):
+        x_input, axis = held
+        held.clear()
+        out = torch.cat([forward_detached(x_input), output], axis)
         return out.flatten(-2) if whole_width else out
 
     return [
         norm.register_forward_pre_hook(split_input),
-        norm.register_forward_hook(recompute),
+        norm.register_forward_hook(join),
     ]
+
+
+def _with_detached_parameters(module: nn.Module):
+    """The module's forward (no hooks) with its parameters detached: what
+    ``functional_call(module, detached parameters, x)`` computes, without its bookkeeping.
+    Modules with parameters below them (not a norm's layout) use functional_call."""
+    if any(True for child in module.children() for _ in child.parameters()):
+
+        def call_functional(x):
+            detached = {name: p.detach() for name, p in module.named_parameters()}
+            return functional_call(module, detached, (x,))
+
+        return call_functional
+
+    def call(x):
+        live = module.__dict__["_parameters"]
+        module.__dict__["_parameters"] = {
+            name: None if p is None else p.detach() for name, p in live.items()
+        }
+        try:
+            return module.forward(x)  # the forward alone, without the hooks
+        finally:
+            module.__dict__["_parameters"] = live
+
+    return call
 
 
 def remove(model: nn.Module, handles: list[torch.utils.hooks.RemovableHandle]) -> None:

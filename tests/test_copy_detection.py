@@ -13,10 +13,11 @@ from sklearn.metrics import roc_auc_score
 
 from myopia.data.text import Document, load_corpus
 from myopia.errors import MyopiaError
-from myopia.experiments.c6_copy_detection import c6_rule, copy_verdict
+from myopia.experiments.c6_copy_detection import c6_rule, copy_detection, copy_verdict
 from myopia.faithfulness.copy_detection import (
     CopyDetectionConfig,
     detect_copy,
+    fit_to_context,
     plot_detector_aurocs,
     plot_head_signal,
 )
@@ -45,7 +46,8 @@ from myopia.faithfulness.span_match import label_quote
 from myopia.generation.types import Continuation, GeneratedToken, TokenChoice
 from myopia.heads import attention_patterns
 from myopia.models.loading import load_model
-from myopia.report.registry import FAILED, SectionResult
+from myopia.report.context import ReportConfig, ReportContext
+from myopia.report.registry import FAILED, NOT_MEASURED, SectionResult
 from myopia.stats import Interval
 from test_cli import invoke, myopia
 
@@ -363,6 +365,7 @@ def test_detect_copy_end_to_end_on_a_tiny_model(tiny_mlp, tmp_path, corpus):
     assert result.head_signal.shape == result.induction.shape == (2, 2)
     data = json.loads(json.dumps(result.to_dict()))
     assert data["n_requests"] == 40 and len(data["quotes"]) == 40
+    assert data["dropped"]["n"] == 0 and data["dropped"]["reason"] == ""  # all fit in 512
     for plot in (
         plot_detector_aurocs(result, tmp_path / "bars.png", "t"),
         plot_head_signal(result, tmp_path / "heads.png", "t"),
@@ -434,3 +437,64 @@ def test_prose_passages_from_other_domains(tiny_mlp, tmp_path):
     )  # fmt: skip
     assert ran.exit_code == 0, ran.output
     assert json.loads((out / "copy_detection.json").read_text())["n_contexts"] == 8
+
+
+SMALL_CONTEXT = "fresh-llama:d_model=32,n_layers=2,n_heads=2,d_mlp=64,max_positions={}"
+
+
+def test_requests_longer_than_the_context_are_dropped_and_counted(corpus):
+    """Planted: a model with a 300-token context, passages whose prompts run from about 240
+    to 390 tokens. Those that cannot hold prompt + max_new_tokens are left out before
+    generating (generation would refuse them); the rest are measured, and the result says
+    how many were left out and why."""
+    model, tokenizer = load_model(SMALL_CONTEXT.format(300))
+    requests = make_quote_requests(corpus, 10, seed=1)
+    config = CopyDetectionConfig(max_new_tokens=4, n_folds=2, induction_tokens=8)
+    sizes = [
+        len(tokenizer(quote_prompt(r), add_special_tokens=False)["input_ids"]) for r in requests
+    ]
+    fit = fit_to_context(model, tokenizer, requests, config.max_new_tokens)
+    assert fit.kept == [i for i, n in enumerate(sizes) if n + 4 <= 300]
+    assert fit.kept and fit.dropped  # the planted case has both
+    result = detect_copy(model, tokenizer, requests, config)  # generates: no error
+    assert result.requests == [requests[i] for i in fit.kept]
+    assert len(result.quotes) == len(result.labels) == len(fit.kept)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["n_requests"] == len(fit.kept)
+    assert data["dropped"]["n"] == len(fit.dropped) and data["dropped"]["context"] == 300
+    reason = data["dropped"]["reason"]
+    assert f"{len(fit.dropped)} of {len(requests)} quote requests" in reason
+    assert "context of 300 tokens" in reason and "max_new_tokens (4)" in reason
+    # Quotes given with the requests: each fits with its own length, and is dropped with
+    # its request.
+    generations = [planted_quote(tokenizer, r.context.split("\n")[0]) for r in requests]
+    given = fit_to_context(model, tokenizer, requests, 4, generations)
+    lengths = [len(g.token_ids) for g in generations]
+    assert given.kept == [i for i, n in enumerate(sizes) if n + lengths[i] <= 300]
+    assert given.kept and given.dropped and "+ their quotes" in given.reason()
+    planted = detect_copy(model, tokenizer, requests, config, generations=generations)
+    assert planted.quotes == [generations[i].text for i in given.kept]
+    assert planted.dropped["n"] == len(given.dropped)
+
+
+def test_nothing_fits_a_small_context_the_section_is_not_run(corpus, tmp_path):
+    """A 128-token model (the tiny architectures' context): no passage fits. The C6
+    section says it was not run and why, its rule says not run, and ``detect-copy
+    --data`` stops with one line."""
+    spec = SMALL_CONTEXT.format(128)
+    model, tokenizer = load_model(spec)
+    config = ReportConfig(model=spec, out=tmp_path, quick=True, show_progress=False)
+    ctx = ReportContext(config, model, tokenizer, {}, _documents=corpus)
+    section = copy_detection(ctx)
+    assert section.status == NOT_MEASURED
+    assert "do not fit the model's context" in section.summary
+    assert "context of 128 tokens" in section.numbers["not_run"]
+    assert section.numbers["dropped"]["n"] == section.numbers["n_requests_made"] > 0
+    verdict = c6_rule({"C6": section})
+    assert verdict.value == "not run" and "context of 128 tokens" in verdict.reason
+    with pytest.raises(MyopiaError, match="nothing is left to measure"):
+        detect_copy(model, tokenizer, make_quote_requests(corpus, 2, seed=0))
+    ran = invoke("detect-copy", "--model", spec, "--data", str(PROSE), "--no-progress")
+    assert isinstance(ran.exception, MyopiaError)
+    message = str(ran.exception)
+    assert "\n" not in message and "16 of 16 quote requests do not fit" in message

@@ -59,6 +59,14 @@ def test_previous_token_heads_measures_the_kept_heads(tmp_path):
     none = invoke("previous-token-heads", "--model", TINY, *args, "--threshold", "2",
                   "--out", str(tmp_path / "none"))  # fmt: skip
     assert none.exit_code == 0 and "no head" in none.output
+    # Every head kept: no layer has other heads to draw a matched null from. Said, not a
+    # crash, and the heads are still saved.
+    every = ["--n", "8", "--batch", "3", "--text-len", "12", "--text-batch", "2"]
+    whole = invoke("previous-token-heads", "--model", TINY, *every, "--threshold", "0",
+                   "--top-k", "100", "--out", str(tmp_path / "all"))  # fmt: skip
+    assert whole.exit_code == 0, whole.output
+    assert "not compared" in whole.output and "matched null" in whole.output
+    assert json.loads((tmp_path / "all" / "previous_token_heads.json").read_text())["no_null"]
 
 
 def test_lookahead_scores_probes_on_held_out_text(tmp_path):

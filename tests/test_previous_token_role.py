@@ -12,10 +12,16 @@ from myopia.heads.matched_null import (
     NullComparison,
     exact_set_effects,
     matched_sets,
+    no_matched_null,
     permutation_p,
     set_ablation_effects,
 )
-from myopia.heads.previous_token_role import heads_mean_ablated, per_sequence_head_shares
+from myopia.heads.previous_token_role import (
+    PreviousTokenHeadsConfig,
+    heads_mean_ablated,
+    measure_on,
+    per_sequence_head_shares,
+)
 from myopia.models.loading import load_model
 from myopia.report.registry import SectionResult
 
@@ -131,6 +137,38 @@ def test_matched_sets_keep_layers_and_avoid_the_detected_heads():
         assert len(set(chosen)) == 3
         assert not set(chosen) & {(1, 2), (1, 0), (3, 1)}
     assert len({tuple(c) for c in sets}) > 1
+
+
+def test_no_matched_null_when_a_layer_has_more_detected_heads_than_others():
+    # Gemma2's tiny model: 4 heads a layer, 3 of them detected in layer 0.
+    heads = [Head(0, 0, 0.9), Head(0, 2, 0.8), Head(0, 3, 0.7)]
+    reason = no_matched_null(heads, n_heads=4)
+    assert reason is not None and "layer 0 has 3 detected and only 1 other head" in reason
+    with pytest.raises(ValueError, match="no layer-matched null"):
+        matched_sets(heads, n_heads=4, n_sets=5, seed=0)
+    assert no_matched_null([Head(0, 0, 0.9), Head(0, 2, 0.8)], n_heads=4) is None
+
+
+def test_measurement_without_a_matched_null_says_so_and_the_rule_is_inconclusive():
+    """Planted: one layer of two heads, every head detected (threshold 0): there is no
+    other head in the layer to stand in for them. The measurement returns the heads and
+    the reason instead of failing, and the rule reads it as inconclusive."""
+    model, _ = load_model("fresh-llama:d_model=32,n_layers=1,n_heads=2,d_mlp=64")
+    config = PreviousTokenHeadsConfig(n=6, top_k=2, threshold=0.0, n_null=5, seed=0)
+    result = measure_on(
+        model,
+        config,
+        detect=repeated_random_tokens(200, 6, 2, seed=0),
+        ablate=repeated_random_tokens(200, 6, 2, seed=1),
+        text=torch.randint(3, 200, (2, 12), generator=torch.Generator().manual_seed(0)),
+    )
+    assert sorted((h.layer, h.head) for h in result.heads) == [(0, 0), (0, 1)]
+    assert result.future_share is None and result.ablation is None
+    assert "layer 0 has 2 detected and only 0 other head" in result.no_null
+    numbers = result.to_dict()
+    assert set(numbers) == {"heads", "no_null"}
+    verdict = c4_rule({"C4": SectionResult(summary="", numbers=numbers)})
+    assert verdict.value == "inconclusive" and "no layer-matched null" in verdict.reason
 
 
 def test_batched_exact_ablation_equals_one_set_at_a_time():

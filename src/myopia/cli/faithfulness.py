@@ -105,6 +105,8 @@ def detect_copy(
     for kind, row in counts.items():
         described = ", ".join(f"{n} {label}" for label, n in sorted(row.items()))
         table.add_row(f"quotes, {kind} word", described)
+    if result.dropped.get("n"):
+        table.add_row("left out", result.dropped["reason"])
     if result.exact is None:
         table.add_row("detectors", f"not scored: {result.reasons.get('exact')}")
     else:

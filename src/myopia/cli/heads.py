@@ -113,6 +113,9 @@ def previous_token_heads(
     result = measure(loaded.eval(), tokenizer, config, load_corpus(text))
     if not result.heads:
         out_console.print(f"no head has a previous-token score ≥ {config.threshold}")
+    elif result.no_null:
+        heads = ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in result.heads)
+        out_console.print(f"detected {heads}; not compared: {result.no_null}")
     else:
         d = result.to_dict()
         table = Table(

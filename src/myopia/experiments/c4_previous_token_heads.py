@@ -82,6 +82,10 @@ def _role_rows(label: str, role: PreviousTokenRole) -> list[dict]:
     ]
 
 
+def _heads_text(heads) -> str:
+    return ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in heads)
+
+
 @section("C4", claim="C4", title="Previous-token heads against layer-matched random heads")
 def previous_token_heads(ctx: ReportContext) -> SectionResult:
     config = _config(ctx)
@@ -94,10 +98,19 @@ def previous_token_heads(ctx: ReportContext) -> SectionResult:
             numbers=result.to_dict(),
             budget=budget,
         )
+    if result.no_null is not None:
+        return SectionResult(
+            summary=f"The previous-token heads of {ctx.config.model} are "
+            f"{_heads_text(result.heads)}, but {result.no_null}. Without random head sets "
+            "of the same size from the same layers to compare them with, nothing was "
+            "measured.",
+            numbers=result.to_dict(),
+            budget=budget,
+        )
     numbers = result.to_dict()
     planted = {kind: r.to_dict() for kind, r in planted_control(config).items()}
     numbers["planted"] = planted
-    heads = ", ".join(f"L{h.layer}.H{h.head} ({h.score:.2f})" for h in result.heads)
+    heads = _heads_text(result.heads)
     out = ctx.section_dir("C4")
     plot = plot_null_distributions(
         {STATISTICS[k]: numbers[k] for k in STATISTICS},
@@ -221,6 +234,8 @@ def c4_main(numbers: dict) -> Verdict:
     below its null median -> refuted; else inconclusive."""
     if not numbers.get("heads"):
         return Verdict(INCONCLUSIVE, "no previous-token head was detected")
+    if numbers.get("no_null"):
+        return Verdict(INCONCLUSIVE, numbers["no_null"])
     parts = [
         f"{STATISTICS[k]} {numbers[k]['observed']:+.4f} (null median "
         f"{numbers[k]['null_median']:+.4f}, 95th percentile {numbers[k]['null_q95']:+.4f}, "
@@ -276,6 +291,6 @@ def c4_rule(results: dict[str, SectionResult]) -> Verdict:
     if measured is None or "heads" not in measured.numbers:
         return Verdict(NOT_RUN, "the previous-token head measurement (section C4) was not made")
     numbers = measured.numbers
-    if not numbers["heads"]:
-        return Verdict(INCONCLUSIVE, "no previous-token head was detected")
+    if not numbers["heads"] or numbers.get("no_null"):
+        return c4_main(numbers)  # nothing compared with a null, so no control either
     return with_control(c4_main(numbers), c4_control(numbers))

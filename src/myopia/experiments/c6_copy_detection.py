@@ -45,8 +45,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from myopia.faithfulness.copy_detection import (
+    ContextFit,
     CopyDetectionConfig,
     CopyDetectionResult,
+    fit_to_context,
+    make_requests,
     measure,
     plot_detector_aurocs,
     plot_head_signal,
@@ -54,7 +57,14 @@ from myopia.faithfulness.copy_detection import (
 from myopia.faithfulness.quote_data import PHRASINGS
 from myopia.protocol import preset
 from myopia.report.context import ReportContext
-from myopia.report.registry import MEASURED, Plot, SectionResult, claim_rule, section
+from myopia.report.registry import (
+    MEASURED,
+    NOT_MEASURED,
+    Plot,
+    SectionResult,
+    claim_rule,
+    section,
+)
 from myopia.report.verdicts import (
     INCONCLUSIVE,
     NOT_RUN,
@@ -73,11 +83,16 @@ REFUTE_THRESHOLD = 0.7  # refuted below this
 @section("C6", claim="C6", title="Copy or hallucination: a detector from lookback ratios")
 def copy_detection(ctx: ReportContext) -> SectionResult:
     config = replace(preset(CopyDetectionConfig, ctx.quick), seed=ctx.seed)
+    requests = make_requests(config, ctx.documents())
+    fit = fit_to_context(ctx.model, ctx.tokenizer, requests, config.max_new_tokens)
+    passages = len({requests[i].context_id for i in fit.kept})
+    if passages < config.n_folds:  # the detectors could not be held out on so few
+        return _not_run(ctx, config, fit, passages)
     result = measure(
         ctx.model,
         ctx.tokenizer,
         config,
-        documents=ctx.documents(),
+        requests=requests,
         show_progress=ctx.config.show_progress,
     )
     out = ctx.section_dir("C6")
@@ -125,16 +140,39 @@ def copy_detection(ctx: ReportContext) -> SectionResult:
         rows=_rows(result),
         plots=plots,
         notes=_notes(ctx, result),
-        budget={
-            "n_contexts": config.n_contexts,
-            "n_present": config.n_present,
-            "n_absent": config.n_absent,
-            "lines": list(config.lines),
-            "max_new_tokens": config.max_new_tokens,
-            "n_folds": config.n_folds,
-            "residual_layer_stride": config.residual_layer_stride,
-            "n_requests": len(result.requests),
+        budget={**_budget(config), "n_requests": len(result.requests)},
+    )
+
+
+def _budget(config: CopyDetectionConfig) -> dict:
+    return {
+        "n_contexts": config.n_contexts,
+        "n_present": config.n_present,
+        "n_absent": config.n_absent,
+        "lines": list(config.lines),
+        "max_new_tokens": config.max_new_tokens,
+        "n_folds": config.n_folds,
+        "residual_layer_stride": config.residual_layer_stride,
+    }
+
+
+def _not_run(
+    ctx: ReportContext, config: CopyDetectionConfig, fit: ContextFit, passages: int
+) -> SectionResult:
+    """The section when too few passages fit the model's context to hold detectors out."""
+    reason = (
+        f"the passages do not fit the model's context: {fit.reason()}, leaving {passages} "
+        f"passage(s), fewer than the {config.n_folds} folds the detectors are held out on"
+    )
+    return SectionResult(
+        summary=f"Not run on {ctx.config.model}: {reason}.",
+        numbers={
+            "not_run": reason,
+            "n_requests_made": len(fit.prompt_tokens),
+            "dropped": fit.to_dict(),
         },
+        budget={**_budget(config), "n_requests": len(fit.kept)},
+        status=NOT_MEASURED,
     )
 
 
@@ -148,6 +186,8 @@ def _summary(ctx: ReportContext, result: CopyDetectionResult) -> str:
         f"(the word asked about in the passage or not, {len(PHRASINGS)} wordings); by exact "
         f"match it copied {copied} and invented {invented}."
     )
+    if result.dropped.get("n"):
+        head += f" Left out before generating: {result.dropped['reason']}."
     exact = result.exact
     if exact is None:
         return f"{head} The detectors could not be scored: {result.reasons.get('exact')}."
@@ -280,6 +320,8 @@ def shuffled_control(shuffled: Interval) -> Control:
 @claim_rule("C6")
 def c6_rule(results: dict[str, SectionResult]) -> Verdict:
     measured = results.get("C6")
+    if measured is not None and measured.numbers.get("not_run"):
+        return Verdict(NOT_RUN, f"section C6 was not run: {measured.numbers['not_run']}")
     if measured is None or measured.status != MEASURED:
         return Verdict(NOT_RUN, "the copy-detection experiment (section C6) was not run")
     exact = measured.numbers.get("exact")

@@ -2,6 +2,8 @@
 
 ``detect_copy`` runs, for any loaded model and any list of ``QuoteRequest``:
 
+0. requests whose prompt + ``max_new_tokens`` exceed the model's context are dropped
+   (``fit_to_context``; the result says how many and why), the rest go on;
 1. greedy generation of each quote (``myopia.generation``), stopped at the closing quote
    mark, a line break or ``max_new_tokens``;
 2. labels by exact and by fuzzy match against the context (``span_match``); quotes too
@@ -53,15 +55,19 @@ from myopia.faithfulness.span_match import (
     label_quote,
 )
 from myopia.generation import Continuation, DecodeOptions, SamplingSettings, generate
+from myopia.generation.decode import prompt_ids
 from myopia.heads import detect_heads, repeated_random_tokens
 from myopia.io import atomic_write_json, save_figure
+from myopia.models.loading import context_length
 from myopia.plots import plt  # the one place that picks the file-only backend
 from myopia.protocol import VERDICT_SEED
 
 __all__ = [
     "CopyDetectionConfig",
     "CopyDetectionResult",
+    "ContextFit",
     "detect_copy",
+    "fit_to_context",
     "measure",
     "plot_detector_aurocs",
     "plot_head_signal",
@@ -130,9 +136,76 @@ class CopyDetectionConfig:
         return tuple(sorted({*range(0, n_states, stride), n_states - 1}))
 
 
+@dataclass(frozen=True)
+class ContextFit:
+    """Which quote requests fit the model's context: prompt + new tokens (``max_new_tokens``,
+    or the given quote's length) at most ``context`` (None: the model does not say, and
+    every request fits)."""
+
+    kept: list[int]  # indices of the requests that fit, in order
+    dropped: list[int]  # ... and of those that do not
+    prompt_tokens: list[int]  # each request's prompt, in tokens
+    context: int | None
+    max_new_tokens: int | None  # None: the quotes were given, each with its own length
+
+    def reason(self) -> str:
+        """One line: how many were dropped and why ("" when none was)."""
+        if not self.dropped:
+            return ""
+        longest = max(self.prompt_tokens[i] for i in self.dropped)
+        shortest = min(self.prompt_tokens[i] for i in self.dropped)
+        sizes = f"{shortest}" if shortest == longest else f"{shortest} to {longest}"
+        added = (
+            "their quotes"
+            if self.max_new_tokens is None
+            else f"max_new_tokens ({self.max_new_tokens})"
+        )
+        return (
+            f"{len(self.dropped)} of {len(self.prompt_tokens)} quote requests do not fit the "
+            f"model's context of {self.context} tokens: their prompts ({sizes} tokens) + "
+            f"{added} exceed it"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "n": len(self.dropped),
+            "reason": self.reason(),
+            "context": self.context,
+            "max_new_tokens": self.max_new_tokens,
+            "longest_prompt_tokens": max(self.prompt_tokens, default=0),
+        }
+
+
+def fit_to_context(
+    model,
+    tokenizer,
+    requests: list[QuoteRequest],
+    max_new_tokens: int,
+    generations: list[Continuation] | None = None,
+) -> ContextFit:
+    """Split ``requests`` by whether prompt + ``max_new_tokens`` (or, given, the length of
+    each request's quote in ``generations``) fits the model's context, the limit
+    generation and the feature pass enforce: a passage too long for a small model is
+    dropped before generating, not an error that stops the rest."""
+    sizes = [len(prompt_ids(tokenizer, quote_prompt(r))) for r in requests]
+    if generations is None:
+        added = [max_new_tokens] * len(requests)
+    else:
+        added = [len(g.token_ids) for g in generations]
+    context = context_length(model)
+    fits = [context is None or n + k <= context for n, k in zip(sizes, added, strict=True)]
+    return ContextFit(
+        kept=[i for i, ok in enumerate(fits) if ok],
+        dropped=[i for i, ok in enumerate(fits) if not ok],
+        prompt_tokens=sizes,
+        context=context,
+        max_new_tokens=max_new_tokens if generations is None else None,
+    )
+
+
 @dataclass
 class CopyDetectionResult:
-    requests: list[QuoteRequest]
+    requests: list[QuoteRequest]  # those measured: the ones that fit the model's context
     quotes: list[str]
     labels: list[QuoteLabel]
     exact: DetectorOutcome | None  # None: could not be measured, see ``reasons``
@@ -142,6 +215,7 @@ class CopyDetectionResult:
     overlap: dict
     reasons: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)  # ``ContextFit.to_dict()``: requests left out
 
     def label_counts(self) -> dict:
         """``{"exact"|"fuzzy": {"present"|"absent": {label: count}}}``."""
@@ -162,6 +236,7 @@ class CopyDetectionResult:
             "exact": None if self.exact is None else self.exact.to_dict(),
             "fuzzy": None if self.fuzzy is None else self.fuzzy.to_dict(),
             "reasons": self.reasons,
+            "dropped": self.dropped,
             "head_signal": None if self.head_signal is None else self.head_signal.tolist(),
             "induction": self.induction.tolist(),
             "overlap": self.overlap,
@@ -221,9 +296,23 @@ def detect_copy(
     generations: list[Continuation] | None = None,
     show_progress: bool = False,
 ) -> CopyDetectionResult:
-    """Generate, label, read features and score detectors (module docstring)."""
+    """Generate, label, read features and score detectors (module docstring). Requests
+    whose prompt + ``config.max_new_tokens`` (+ their quote, where ``generations`` are
+    given) exceed the model's context are dropped first; when none fits, one line says so."""
     if not requests:
         raise MyopiaError("no quote requests: give at least one")
+    if generations is not None and len(generations) != len(requests):
+        raise MyopiaError(f"{len(generations)} generations for {len(requests)} requests")
+    fit = fit_to_context(model, tokenizer, requests, config.max_new_tokens, generations)
+    if not fit.kept:
+        raise MyopiaError(
+            f"{fit.reason()}: nothing is left to measure; give shorter passages or a "
+            "smaller max_new_tokens"
+        )
+    if fit.dropped:
+        requests = [requests[i] for i in fit.kept]
+        if generations is not None:
+            generations = [generations[i] for i in fit.kept]
     timings = {}
     prompts = [quote_prompt(r) for r in requests]
     start = time.perf_counter()
@@ -243,8 +332,6 @@ def detect_copy(
                 show_progress=show_progress,
             )
         ]
-    elif len(generations) != len(requests):
-        raise MyopiaError(f"{len(generations)} generations for {len(requests)} requests")
     timings["generation"] = time.perf_counter() - start
 
     labels = [
@@ -324,6 +411,7 @@ def detect_copy(
         overlap=_head_overlap(head_signal, induction, config.top_k),
         reasons=reasons,
         timings={k: round(v, 2) for k, v in timings.items()},
+        dropped=fit.to_dict(),
     )
 
 

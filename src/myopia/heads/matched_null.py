@@ -30,20 +30,42 @@ from myopia.gradients.loss import forward_logits, token_losses
 from myopia.heads.detection import Head
 
 
-def matched_sets(
-    heads: list[Head], n_heads: int, n_sets: int, seed: int
-) -> list[list[tuple[int, int]]]:
-    """``n_sets`` random sets of (layer, head): one per detected head, from its layer,
-    never a detected head, no head twice in a set."""
-    rng = np.random.default_rng(seed)
+def _pools(heads: list[Head], n_heads: int) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Per layer of ``heads``: how many were detected there, and its undetected heads."""
     taken = {(h.layer, h.head) for h in heads}
     by_layer: dict[int, int] = {}
     for h in heads:
         by_layer[h.layer] = by_layer.get(h.layer, 0) + 1
     pools = {layer: [i for i in range(n_heads) if (layer, i) not in taken] for layer in by_layer}
-    for layer, need in by_layer.items():
-        if len(pools[layer]) < need:
-            raise ValueError(f"layer {layer} has too few other heads for a matched set")
+    return by_layer, pools
+
+
+def no_matched_null(heads: list[Head], n_heads: int) -> str | None:
+    """Why ``heads`` have no layer-matched null (a layer with more detected heads than
+    undetected ones to stand in for them), in one line; None when they have one."""
+    by_layer, pools = _pools(heads, n_heads)
+    short = [
+        f"layer {layer} has {need} detected and only {len(pools[layer])} other head(s)"
+        for layer, need in sorted(by_layer.items())
+        if len(pools[layer]) < need
+    ]
+    if not short:
+        return None
+    listed = "; ".join(short)
+    return f"no layer-matched null exists for these heads ({n_heads} per layer): {listed}"
+
+
+def matched_sets(
+    heads: list[Head], n_heads: int, n_sets: int, seed: int
+) -> list[list[tuple[int, int]]]:
+    """``n_sets`` random sets of (layer, head): one per detected head, from its layer,
+    never a detected head, no head twice in a set. ``no_matched_null`` says beforehand
+    whether such sets exist; where they do not, a ValueError."""
+    reason = no_matched_null(heads, n_heads)
+    if reason is not None:
+        raise ValueError(reason)
+    rng = np.random.default_rng(seed)
+    by_layer, pools = _pools(heads, n_heads)
     sets = []
     for _ in range(n_sets):
         chosen = []

@@ -34,6 +34,7 @@ from myopia.heads.matched_null import (
     NullComparison,
     exact_set_effects,
     matched_sets,
+    no_matched_null,
     set_ablation_effects,
 )
 from myopia.heads.planted import KINDS as PLANTED_KINDS
@@ -218,10 +219,13 @@ class PreviousTokenHeadsResult:
     control_ablation: NullComparison | None = None
     agreement: dict | None = None
     text_effects: dict | None = None
+    no_null: str | None = None  # why there is no layer-matched null (nothing compared)
 
     def to_dict(self) -> dict:
         if not self.heads:
             return {"heads": []}
+        if self.no_null is not None:
+            return {"heads": [h._asdict() for h in self.heads], "no_null": self.no_null}
         return {
             "heads": [h._asdict() for h in self.heads],
             "future_share": self.future_share.to_dict(),
@@ -271,12 +275,17 @@ def measure_on(
 ) -> PreviousTokenHeadsResult:
     """C4 on given token ids: heads detected on ``detect`` (repeated random tokens, 2 ×
     ``config.n`` after any prefix), the exact ablation effect on ``ablate`` (the same
-    layout), future shares on ``text``; ``config`` gives the head and null settings."""
+    layout), future shares on ``text``; ``config`` gives the head and null settings.
+    Where the detected heads have no layer-matched null (a layer with more of them than
+    other heads), nothing is compared and ``no_null`` says why."""
     heads = detected_previous_token_heads(model, detect, config.top_k, config.threshold)
     if not heads:
         return PreviousTokenHeadsResult(config, [])
     sites = layer_sites(model)
     n_heads = sites[0].n_heads
+    reason = no_matched_null(heads, n_heads)
+    if reason is not None:  # e.g. 3 of a layer's 4 heads detected: nothing to compare with
+        return PreviousTokenHeadsResult(config, heads, no_null=reason)
     # +1 set: the first stands in for the detected heads in the control.
     sets = matched_sets(heads, n_heads, config.n_null + 1, seed=config.seed + 2)
     detected = [(h.layer, h.head) for h in heads]

@@ -15,12 +15,20 @@ is the median of the per-pair ratios.
 
     python bench/generation_throughput.py                    # SmolLM2, 1 and 8 prompts, 64 tokens
     python bench/generation_throughput.py --model "fresh-llama:d_model=64,n_layers=2" --repeats 9
+    python bench/generation_throughput.py --profile          # where each one's time goes
+
+``--profile`` runs each shape once more under cProfile, the engine and ``generate()``
+alike, and prints the time both spend in the model's linear layers (the same calls, the
+same count) against the rest: the rest bounds how much faster either can be than the
+other on the same work.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import platform
+import pstats
 import statistics
 import time
 from datetime import date
@@ -117,6 +125,43 @@ def compare(model, tokenizer, prompts, args, alternatives: int) -> float:
     return statistics.median(ratios)
 
 
+def profile_split(run) -> tuple[float, float, int]:
+    """``(total s, s inside linear layers, linear calls)`` of ``run()`` under cProfile."""
+    profile = cProfile.Profile()
+    start = time.perf_counter()
+    profile.runcall(run)
+    total = time.perf_counter() - start
+    stats = pstats.Stats(profile).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    linear = [
+        (v[1], v[2]) for k, v in stats.items() if k[2] == "<built-in method torch._C._nn.linear>"
+    ]
+    return total, sum(t for _, t in linear), sum(n for n, _ in linear)
+
+
+def profile_shape(model, tokenizer, prompts, args) -> None:
+    """One profiled run of each; the share of time outside the linear layers."""
+    end_ids = end_of_text_ids(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
+    ids, mask = left_padded(prompts, pad)
+    settings = SamplingSettings(args.max_new_tokens, temperature=1.0, seed=0)
+    config = GenerationConfig(
+        max_new_tokens=args.max_new_tokens, do_sample=True, temperature=1.0, top_p=1.0,
+        top_k=0, pad_token_id=pad, eos_token_id=sorted(end_ids),
+    )  # fmt: skip
+    runs = {
+        "engine": lambda: engine_run(model, tokenizer, prompts, settings, 0, end_ids),
+        "generate()": lambda: transformers_run(model, ids, mask, config, 0, end_ids),
+    }
+    for run in runs.values():
+        run()  # warm-up
+    for name, run in runs.items():
+        total, linear, calls = profile_split(run)
+        print(
+            f"    {name:10s} {total:6.2f} s, of which linear layers {linear:6.2f} s "
+            f"({calls} calls, {linear / total:.0%}); the rest {total - linear:5.2f} s"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2", help="any load_model spec")
@@ -124,6 +169,9 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=32, help="the shortest prompt")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="timed pairs per shape")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile one run of each shape instead"
+    )
     args = parser.parse_args()
 
     model, tokenizer = load_model(args.model)
@@ -138,6 +186,10 @@ def main() -> None:
     results = {}
     with torch.inference_mode():
         for shape, chosen in (("batch 1", prompts[:1]), (f"{args.prompts} prompts", prompts)):
+            if args.profile:
+                print(f"  {shape}, alternatives 0, profiled")
+                profile_shape(model, tokenizer, chosen, args)
+                continue
             for alternatives in (0, 5):
                 name = f"{shape}, alternatives {alternatives}"
                 print(f"  {name} (prompts of {len(chosen[0])}-{len(chosen[-1])} tokens)")

@@ -35,6 +35,7 @@ PACKAGE_LAYERS = {
             "probes",
             "protocol",
             "checks",
+            "threads",
         ],
         CORE,
     ),

@@ -48,8 +48,7 @@ from myopia.faithfulness.copy_detection import (
     ContextFit,
     CopyDetectionConfig,
     CopyDetectionResult,
-    fit_to_context,
-    make_requests,
+    NothingFits,
     measure,
     plot_detector_aurocs,
     plot_head_signal,
@@ -83,18 +82,16 @@ REFUTE_THRESHOLD = 0.7  # refuted below this
 @section("C6", claim="C6", title="Copy or hallucination: a detector from lookback ratios")
 def copy_detection(ctx: ReportContext) -> SectionResult:
     config = replace(preset(CopyDetectionConfig, ctx.quick), seed=ctx.seed)
-    requests = make_requests(config, ctx.documents())
-    fit = fit_to_context(ctx.model, ctx.tokenizer, requests, config.max_new_tokens)
-    passages = len({requests[i].context_id for i in fit.kept})
-    if passages < config.n_folds:  # the detectors could not be held out on so few
-        return _not_run(ctx, config, fit, passages)
-    result = measure(
-        ctx.model,
-        ctx.tokenizer,
-        config,
-        requests=requests,
-        show_progress=ctx.config.show_progress,
-    )
+    try:
+        result = measure(
+            ctx.model,
+            ctx.tokenizer,
+            config,
+            documents=ctx.documents(),
+            show_progress=ctx.config.show_progress,
+        )
+    except NothingFits as error:  # a small model's context holds no passage
+        return _not_run(ctx, config, error.fit, 0)
     out = ctx.section_dir("C6")
     model = ctx.config.model
     plots = []

@@ -66,6 +66,7 @@ __all__ = [
     "CopyDetectionConfig",
     "CopyDetectionResult",
     "ContextFit",
+    "NothingFits",
     "detect_copy",
     "fit_to_context",
     "measure",
@@ -174,6 +175,17 @@ class ContextFit:
             "max_new_tokens": self.max_new_tokens,
             "longest_prompt_tokens": max(self.prompt_tokens, default=0),
         }
+
+
+class NothingFits(MyopiaError):
+    """No quote request fits the model's context: nothing is left to measure."""
+
+    def __init__(self, fit: ContextFit):
+        super().__init__(
+            f"{fit.reason()}: nothing is left to measure; give shorter passages or a "
+            "smaller max_new_tokens"
+        )
+        self.fit = fit
 
 
 def fit_to_context(
@@ -305,10 +317,7 @@ def detect_copy(
         raise MyopiaError(f"{len(generations)} generations for {len(requests)} requests")
     fit = fit_to_context(model, tokenizer, requests, config.max_new_tokens, generations)
     if not fit.kept:
-        raise MyopiaError(
-            f"{fit.reason()}: nothing is left to measure; give shorter passages or a "
-            "smaller max_new_tokens"
-        )
+        raise NothingFits(fit)
     if fit.dropped:
         requests = [requests[i] for i in fit.kept]
         if generations is not None:

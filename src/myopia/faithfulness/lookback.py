@@ -136,19 +136,44 @@ def _check_inputs(model: nn.Module, prompt_ids: list[list[int]], span_ids: list[
         )
 
 
-def _span_reads(out, unembed, row: int, start: int, span: list[int]):
-    """Row ``row``'s mean hidden state per layer over its span (which starts at column
-    ``start`` of ``out``), and the mean log-probability and entropy of the span's tokens."""
-    stop = start + len(span)
-    states = torch.stack([h[row, start:stop] for h in out.hidden_states])  # (L+1, G, D)
-    # The state at position t predicts token t + 1: the span's tokens are predicted from
-    # positions start - 1 .. stop - 2.
-    final = out.last_hidden_state[row, start - 1 : stop - 1]  # (G, D)
-    logits = unembed(final).float().log_softmax(-1)  # (G, V)
-    targets = torch.tensor(span, device=logits.device)
-    logprob = float(logits.gather(1, targets[:, None]).mean())
-    entropy = float(-(logits.exp() * logits).sum(-1).mean())
-    return states.float().mean(1).cpu().numpy(), logprob, entropy
+class _FeatureRows:
+    """The features of ``n`` sequences, filled in one sequence at a time."""
+
+    def __init__(self, n: int, n_layers: int, n_heads: int):
+        self.lookback = np.zeros((n, n_layers, n_heads), dtype=np.float32)
+        self.residual: np.ndarray | None = None  # sized by the first batch's hidden states
+        self.logprob = np.zeros(n, dtype=np.float64)
+        self.entropy = np.zeros(n, dtype=np.float64)
+
+    def put(self, i: int, ratios: torch.Tensor, out, unembed, row: int, start: int, span):
+        """Sequence ``i``: its lookback ``ratios`` (L, H), and from row ``row`` of the
+        model's output ``out``, where its span starts at column ``start``, the mean hidden
+        state per layer over the span and the mean log-probability and entropy of the
+        span's tokens."""
+        if self.residual is None:
+            d_model = out.hidden_states[0].shape[-1]
+            shape = (len(self.logprob), len(out.hidden_states), d_model)
+            self.residual = np.zeros(shape, dtype=np.float32)
+        self.lookback[i] = ratios.cpu().numpy()
+        stop = start + len(span)
+        states = torch.stack([h[row, start:stop] for h in out.hidden_states])  # (L+1, G, D)
+        self.residual[i] = states.float().mean(1).cpu().numpy()
+        # The state at position t predicts token t + 1: the span's tokens are predicted
+        # from positions start - 1 .. stop - 2.
+        final = out.last_hidden_state[row, start - 1 : stop - 1]  # (G, D)
+        logits = unembed(final).float().log_softmax(-1)  # (G, V)
+        targets = torch.tensor(span, device=logits.device)
+        self.logprob[i] = float(logits.gather(1, targets[:, None]).mean())
+        self.entropy[i] = float(-(logits.exp() * logits).sum(-1).mean())
+
+    def features(self, span_ids: list[list[int]]) -> SpanFeatures:
+        return SpanFeatures(
+            lookback=self.lookback,
+            residual=self.residual,
+            span_tokens=np.array([len(s) for s in span_ids]),
+            mean_logprob=self.logprob,
+            mean_entropy=self.entropy,
+        )
 
 
 @torch.inference_mode()
@@ -170,10 +195,7 @@ def span_features(
     base = getattr(model, "base_model", model)
     unembed = model.get_output_embeddings()
     n = len(lengths)
-    lookback = np.zeros((n, n_layers, n_heads), dtype=np.float32)
-    residual: np.ndarray | None = None
-    logprob = np.zeros(n, dtype=np.float64)
-    entropy = np.zeros(n, dtype=np.float64)
+    collected = _FeatureRows(n, n_layers, n_heads)
     groups = _batches(lengths, n_layers * n_heads, max_attention_floats)
     with returning_weights(model):
         for group in track(groups, "reading attention", enabled=show_progress):
@@ -187,25 +209,14 @@ def span_features(
                 output_hidden_states=True,
                 use_cache=False,
             )
-            if residual is None:
-                d_model = out.hidden_states[0].shape[-1]
-                residual = np.zeros((n, len(out.hidden_states), d_model), dtype=np.float32)
             for row, i in enumerate(group):
                 start, stop = len(prompt_ids[i]), lengths[i]
                 # One sequence at a time, so no second copy of the whole batch's weights.
                 attention = torch.stack([a[row] for a in out.attentions])  # (L, H, T, T)
-                lookback[i] = lookback_ratios(attention, start, stop - start).cpu().numpy()
-                residual[i], logprob[i], entropy[i] = _span_reads(
-                    out, unembed, row, start, span_ids[i]
-                )
+                ratios = lookback_ratios(attention, start, stop - start)
+                collected.put(i, ratios, out, unembed, row, start, span_ids[i])
             del out
-    return SpanFeatures(
-        lookback=lookback,
-        residual=residual,
-        span_tokens=np.array([len(s) for s in span_ids]),
-        mean_logprob=logprob,
-        mean_entropy=entropy,
-    )
+    return collected.features(span_ids)
 
 
 @torch.inference_mode()
@@ -247,10 +258,7 @@ def shared_span_features(
     base = getattr(model, "base_model", model)
     unembed = model.get_output_embeddings()
     n = len(prompt_ids)
-    lookback = np.zeros((n, n_layers, n_heads), dtype=np.float32)
-    residual: np.ndarray | None = None
-    logprob = np.zeros(n, dtype=np.float64)
-    entropy = np.zeros(n, dtype=np.float64)
+    collected = _FeatureRows(n, n_layers, n_heads)
     rest = [len(prompt_ids[i]) + len(span_ids[i]) for i in range(n)]
     batches = _group_batches(shared, prefix, rest, n_layers * n_heads, max_attention_floats)
     with returning_weights(model):
@@ -289,9 +297,6 @@ def shared_span_features(
                 output_hidden_states=True,
                 use_cache=cache is not None,
             )
-            if residual is None:
-                d_model = out.hidden_states[0].shape[-1]
-                residual = np.zeros((n, len(out.hidden_states), d_model), dtype=np.float32)
             for k, (_, g, i) in enumerate(rows):
                 # Row k's own tokens start after the batch's padded prefix (width columns):
                 # its keys are the group's prefix, then its own prompt rest and span.
@@ -302,18 +307,10 @@ def shared_span_features(
                 queries = torch.stack(
                     [a[k, :, n_own : n_own + n_span][..., keys] for a in out.attentions]
                 )  # (L, H, G, prompt + G)
-                lookback[i] = span_lookback(queries, len(prompt_ids[i])).cpu().numpy()
-                residual[i], logprob[i], entropy[i] = _span_reads(
-                    out, unembed, k, n_own, span_ids[i]
-                )
+                ratios = span_lookback(queries, len(prompt_ids[i]))
+                collected.put(i, ratios, out, unembed, k, n_own, span_ids[i])
             del out
-    return SpanFeatures(
-        lookback=lookback,
-        residual=residual,
-        span_tokens=np.array([len(s) for s in span_ids]),
-        mean_logprob=logprob,
-        mean_entropy=entropy,
-    )
+    return collected.features(span_ids)
 
 
 def _group_batches(

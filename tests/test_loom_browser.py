@@ -5,6 +5,7 @@ a Chromium or Chrome binary) and the ``playwright`` package (in the ``test`` ext
 missing browser fails the test with that instruction rather than skipping it.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,11 +24,13 @@ from myopia.loom.store import LoomStore
 
 SERVER = textwrap.dedent(
     """
-    import sys
-    from myopia.loom.demo_backend import DemoBackend
+    import json, sys
+    from myopia.loom.demo_backend import VOCABULARY, DemoBackend
     from myopia.loom.server import serve
 
-    serve(sys.argv[1], DemoBackend(delay_s=float(sys.argv[3])), port=int(sys.argv[2]))
+    vocabulary = tuple(json.loads(sys.argv[4])) if len(sys.argv) > 4 else VOCABULARY
+    backend = DemoBackend(delay_s=float(sys.argv[3]), vocabulary=vocabulary)
+    serve(sys.argv[1], backend, port=int(sys.argv[2]))
     """
 )
 INSTALL = (
@@ -55,13 +58,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextlib.contextmanager
+def running_server(tmp_path, vocabulary=None):
     """(url, tree file) of a real loom server process, polled until it answers."""
     path = tmp_path / "browser.sqlite"
     port = free_port()
+    extra = [json.dumps(vocabulary)] if vocabulary is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(path), str(port), "0.01"],  # 10 ms per token
+        [sys.executable, "-c", SERVER, str(path), str(port), "0.01", *extra],  # 10 ms/token
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -83,6 +87,12 @@ def server(tmp_path):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with running_server(tmp_path) as answer:
+        yield answer
 
 
 @pytest.fixture
@@ -190,6 +200,29 @@ def test_grow_branch_edit_prune_then_reload_finds_everything(server, browser):
         texts = {n.text for n in store.nodes()}
         assert {"The old loom", first_child_text, " woven by hand", second_child_text} <= texts
         assert sum(n.hidden for n in store.nodes()) == 1
+
+
+def test_tokens_with_nothing_to_see_can_still_be_clicked(tmp_path, browser):
+    # A bare line break or an empty string has no width of its own; without a marker
+    # Chromium reports such a span as invisible and no click reaches it.
+    with running_server(tmp_path, vocabulary=["\n", "", "\n\n"]) as (url, path):
+        page = open_loom(browser, url)
+        save_edit(page, "Blank")
+        page.fill("#n", "1")
+        page.fill("#max-tokens", "8")
+        page.click("#node-info")
+        page.keyboard.press("g")
+        page.wait_for_function("document.querySelectorAll('#tree .row').length === 2")
+        tokens = page.locator("#focus-text .token")
+        assert tokens.count() == 8
+        with LoomStore(path) as store:
+            generated = next(n for n in store.nodes() if n.parent is not None)
+        # The markers are drawn outside the text: the spans still spell the node.
+        assert page.locator("#focus-text").text_content() == generated.text
+        for i in range(tokens.count()):
+            tokens.nth(i).click()
+            assert page.locator(f'#focus-text .token.selected[data-index="{i}"]').count() == 1
+            assert page.locator("#alternatives").is_visible()
 
 
 def test_a_409_keeps_the_draft_beside_the_newer_version(server, browser):

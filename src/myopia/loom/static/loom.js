@@ -639,6 +639,19 @@ function tokensSpellText(node) {
   return node.tokens.length > 0 && node.tokens.map((t) => t.text).join("") === node.text;
 }
 
+// One generated token as a shaded span. A token with nothing to see (a bare line break,
+// an empty string) gets a marker drawn by the stylesheet, outside the text, so it can
+// still be clicked and the span's text still spells the node's.
+function tokenSpan(token) {
+  const span = document.createElement("span");
+  span.className = "token";
+  span.textContent = token.text;
+  if (token.text === "") span.classList.add("empty");
+  else if (token.text.trim() === "" && token.text.includes("\n")) span.classList.add("newline");
+  shade(span, token.logprob);
+  return span;
+}
+
 function shade(span, logprob) {
   const p = Math.exp(logprob);
   // Shade by surprise: unlikely tokens stand out, near-certain ones stay plain.
@@ -664,11 +677,9 @@ function renderBranchText() {
   mine.id = "focus-text";
   if (tokensSpellText(node) && !state.read) {
     node.tokens.forEach((token, i) => {
-      const span = document.createElement("span");
-      span.className = "token" + (state.selectedToken === i ? " selected" : "");
+      const span = tokenSpan(token);
+      span.classList.toggle("selected", state.selectedToken === i);
       span.dataset.index = String(i);
-      span.textContent = token.text;
-      shade(span, token.logprob);
       span.addEventListener("click", (event) => {
         event.stopPropagation();
         state.selectedToken = i;
@@ -694,11 +705,7 @@ function renderStream() {
       const li = document.createElement("li");
       li.className = "stream-row";
       for (const token of tokens || []) {
-        const span = document.createElement("span");
-        span.className = "token";
-        span.textContent = token.text;
-        shade(span, token.logprob);
-        li.appendChild(span);
+        li.appendChild(tokenSpan(token));
       }
       return li;
     }),
@@ -780,11 +787,7 @@ function renderCompare() {
       body.className = "compare-text";
       if (b.tokens.length) {
         for (const token of b.tokens) {
-          const span = document.createElement("span");
-          span.className = "token";
-          span.textContent = token.text;
-          shade(span, token.logprob);
-          body.appendChild(span);
+          body.appendChild(tokenSpan(token));
         }
       } else {
         body.textContent = b.text;

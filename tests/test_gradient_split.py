@@ -6,7 +6,7 @@ import torch
 from myopia.errors import MyopiaError
 from myopia.gradients.future_share import measure_future_share
 from myopia.gradients.reference import reference_myopic_gradient
-from myopia.gradients.split import parameter_group, split_gradient
+from myopia.gradients.split import NORM_ROW, parameter_group, split_gradient, squared_norm
 from test_myopic_attention import assert_close, make_batch, tiny_model
 
 
@@ -70,3 +70,13 @@ def test_future_share_per_sequence_with_intervals(model):
 def test_bigram_has_no_split(model):
     with pytest.raises(MyopiaError, match="bigram"):
         split_gradient(model, make_batch("none"), mode="bigram")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_squared_norm_agrees_with_float64(dtype):
+    # Large enough that one float32 pass drifts visibly, with a tail that fills no row.
+    tensor = torch.randn(16_000 * NORM_ROW + 17, generator=torch.Generator().manual_seed(0)) * 7
+    tensor = tensor.to(dtype)
+    exact = float(tensor.double().square().sum())
+    assert squared_norm(tensor) == pytest.approx(exact, rel=1e-7)
+    assert squared_norm(tensor[:5]) == pytest.approx(float(tensor[:5].double().square().sum()))

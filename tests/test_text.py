@@ -3,11 +3,19 @@
 import hashlib
 import importlib.metadata
 
+import numpy as np
 import pytest
 import torch
 from transformers import ByT5Tokenizer
 
-from myopia.data.text import Document, corpus_sha256, load_corpus, split_text, token_chunks
+from myopia.data.text import (
+    Document,
+    corpus_sha256,
+    encode,
+    load_corpus,
+    split_text,
+    token_chunks,
+)
 from myopia.errors import MyopiaError
 
 needs_shakespeare = pytest.mark.skipif(
@@ -215,3 +223,18 @@ def test_shakespeare_eval_chunks(shakespeare, tokenizer):
     texts = [tokenizer.decode(row) for row in chunks]
     eval_text = "".join(split_text(doc.text, "eval") for doc in shakespeare)
     assert all(text in eval_text for text in texts)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plain words, and line\nbreaks.",
+        "Accents é, CJK 漢字, an emoji 🙂 and a NUL \x00 byte",
+        "An added token's text </s> read as one id, and <extra_id_3> too",  # the tokenizer's
+        "",
+    ],
+)
+def test_encode_equals_the_tokenizer(tokenizer, text):
+    expected = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = encode(tokenizer, text)
+    assert ids.dtype == np.int64 and ids.tolist() == expected

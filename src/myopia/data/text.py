@@ -20,13 +20,14 @@ or a document boundary, so train and eval windows never share text.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import ByT5Tokenizer, PreTrainedTokenizerBase
 
 from myopia.checks import input_file, read_utf8
 from myopia.errors import MyopiaError
@@ -229,6 +230,27 @@ def token_windows(
 _WINDOWS_CACHE: dict[tuple, torch.Tensor] = {}
 
 
+def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> np.ndarray:
+    """The token ids of ``text``, without special tokens, as ``int64``.
+
+    The byte tokenizer of fresh models (ByT5) spells each UTF-8 byte as its own id, offset
+    by its special tokens, but its Python loop takes 7 s over the default corpus; here
+    that is one numpy pass. Only where no added token (``</s>``, ``<extra_id_0>``, ...)
+    appears in the text, since the tokenizer reads those as single ids; otherwise, and for
+    every other tokenizer, the tokenizer itself (tests/test_text.py compares the
+    two).
+    """
+    if isinstance(tokenizer, ByT5Tokenizer):
+        added = "|".join(re.escape(token) for token in tokenizer.added_tokens_encoder)
+        if not (added and re.search(added, text)):
+            utf8 = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            return utf8.astype(np.int64) + tokenizer.offset
+    # verbose=False: whole documents are longer than the tokenizer's model_max_length
+    # on purpose, and its warning about that does not apply to windowed use.
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    return np.asarray(ids, dtype=np.int64)
+
+
 def _tokenise_windows(
     documents: list[Document], tokenizer: PreTrainedTokenizerBase, seq_len: int, split: Split
 ) -> torch.Tensor:
@@ -237,14 +259,10 @@ def _tokenise_windows(
         text = split_text(doc.text, split)
         if not text:
             continue
-        # verbose=False: whole documents are longer than the tokenizer's model_max_length
-        # on purpose, and its warning about that does not apply to windowed use.
-        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        ids = encode(tokenizer, text)
         n_windows = len(ids) // seq_len
         if n_windows:
-            windows.append(
-                torch.tensor(ids[: n_windows * seq_len], dtype=torch.long).view(n_windows, seq_len)
-            )
+            windows.append(torch.from_numpy(ids[: n_windows * seq_len]).view(n_windows, seq_len))
     if not windows:
         return torch.empty(0, seq_len, dtype=torch.long)
     return torch.cat(windows)

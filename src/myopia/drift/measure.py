@@ -83,7 +83,7 @@ class DriftConfig:
         return cls(
             prompt_len=16,
             continuation_len=32,
-            n_prompts=40,
+            n_prompts=16,  # one batch of 16
             lengths=(8, 16, 32),
             layer_stride=10,
         )

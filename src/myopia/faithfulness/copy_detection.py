@@ -119,7 +119,7 @@ class CopyDetectionConfig:
     def quick(cls) -> CopyDetectionConfig:
         """A smoke run: few contexts, short quotes; its CIs are wide."""
         return cls(
-            n_contexts=10,
+            n_contexts=7,
             n_present=2,
             lines=(4, 4),
             max_new_tokens=16,

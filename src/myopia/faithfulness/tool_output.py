@@ -85,7 +85,7 @@ class ToolOutputConfig:
     @classmethod
     def quick(cls) -> ToolOutputConfig:
         """A smoke run: few commands, no sampling."""
-        return cls(commands=12, samples=0, sample_limit=0, max_new_tokens=20)
+        return cls(commands=6, samples=0, sample_limit=0, max_new_tokens=20)
 
     def check(self) -> None:
         if self.commands < 3:

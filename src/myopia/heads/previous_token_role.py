@@ -75,7 +75,7 @@ class PreviousTokenHeadsConfig:
     @classmethod
     def quick(cls) -> PreviousTokenHeadsConfig:
         return cls(
-            n=8, detect_batch=4, batch=2, text_len=64, text_batch=2, n_null=100, small_steps=200
+            n=8, detect_batch=4, batch=2, text_len=64, text_batch=2, n_null=50, small_steps=200
         )
 
 

@@ -55,9 +55,9 @@ class FutureProbeConfig:
         """A smoke run: a quarter of the documents for the train text, every third layer."""
         return cls(
             seq_len=64,
-            n_fit=20,
-            n_val=10,
-            n_eval=20,
+            n_fit=12,
+            n_val=6,
+            n_eval=12,
             n_classes=512,
             layer_stride=3,
             train_document_stride=4,

@@ -59,7 +59,7 @@ class EffortAllocationConfig:
 
     @classmethod
     def quick(cls) -> EffortAllocationConfig:
-        return cls(n_seeds=3, steps=150, eval_batches=4)
+        return cls(n_seeds=3, steps=90, eval_batches=4)
 
     @property
     def seeds(self) -> list[int]:

@@ -55,7 +55,7 @@ class MyopicActionConfig(ChoiceConfig):
 
     @classmethod
     def quick(cls) -> MyopicActionConfig:
-        return cls(n_seeds=3, steps=60, batch_size=64, warmup_steps=5, eval_every=5)
+        return cls(n_seeds=3, steps=40, batch_size=64, warmup_steps=5, eval_every=5)
 
     def __post_init__(self):
         super().__post_init__()

@@ -319,10 +319,14 @@ def _split_key_norm(norm: nn.Module, key_width: int) -> list[torch.utils.hooks.R
     own call gets the weight-only copy (the pre-hook passes it on); the hook adds the
     input-only one, normalised with the weights detached, and joins the two."""
     whole_width = sum(p.numel() for p in norm.parameters()) == key_width
-    forward_detached = _with_detached_parameters(norm)
     held: list = []  # the input-only copy and its axis, from the pre-hook to the hook
+    # True while the hook itself calls the norm (functional_call runs the norm's hooks
+    # too): that inner call is the norm's own forward, passed through unchanged.
+    inner = [False]
 
     def split_input(_norm, args):
+        if inner[0]:
+            return None
         x = args[0]  # whole width (B, T, 2 * D); per head (B, T, 2 * Hkv, hd) or transposed
         if whole_width:  # -> (B, T, 2, D): normalised per channel
             x, axis = x.unflatten(-1, (2, key_width)), -2
@@ -333,40 +337,24 @@ def _split_key_norm(norm: nn.Module, key_width: int) -> list[torch.utils.hooks.R
         return (x_weight,)
 
     def join(_norm, args, output):
+        if inner[0]:
+            return None
         x_input, axis = held
         held.clear()
-        out = torch.cat([forward_detached(x_input), output], axis)
+        detached = {name: p.detach() for name, p in norm.named_parameters()}
+        inner[0] = True
+        try:
+            # A norm ties no weights: the check for ties is skipped (a third of the cost).
+            normalised = functional_call(norm, detached, (x_input,), tie_weights=False)
+        finally:
+            inner[0] = False
+        out = torch.cat([normalised, output], axis)
         return out.flatten(-2) if whole_width else out
 
     return [
         norm.register_forward_pre_hook(split_input),
         norm.register_forward_hook(join),
     ]
-
-
-def _with_detached_parameters(module: nn.Module):
-    """The module's forward (no hooks) with its parameters detached: what
-    ``functional_call(module, detached parameters, x)`` computes, without its bookkeeping.
-    Modules with parameters below them (not a norm's layout) use functional_call."""
-    if any(True for child in module.children() for _ in child.parameters()):
-
-        def call_functional(x):
-            detached = {name: p.detach() for name, p in module.named_parameters()}
-            return functional_call(module, detached, (x,))
-
-        return call_functional
-
-    def call(x):
-        live = module.__dict__["_parameters"]
-        module.__dict__["_parameters"] = {
-            name: None if p is None else p.detach() for name, p in live.items()
-        }
-        try:
-            return module.forward(x)  # the forward alone, without the hooks
-        finally:
-            module.__dict__["_parameters"] = live
-
-    return call
 
 
 def remove(model: nn.Module, handles: list[torch.utils.hooks.RemovableHandle]) -> None:

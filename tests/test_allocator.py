@@ -1,11 +1,12 @@
 """keep_freed_memory: freed large tensors stay in the process for reuse (glibc only)."""
 
-import platform
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from myopia.allocator import on_glibc
 
 # In a child process: the setting is process-wide and would change the test run's memory.
 CHILD = textwrap.dedent(
@@ -37,9 +38,7 @@ def free_heap_bytes_after_a_large_tensor(mode: str) -> int:
     return int(done.stdout.split()[-1])
 
 
-@pytest.mark.skipif(
-    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
-)
+@pytest.mark.skipif(not on_glibc(), reason="glibc only")
 def test_a_freed_large_tensor_stays_in_the_heap_only_when_kept():
     assert free_heap_bytes_after_a_large_tensor("keep") >= 64 << 20
     assert free_heap_bytes_after_a_large_tensor("default") < 64 << 20  # mapped, returned

@@ -27,10 +27,15 @@ MMAP_THRESHOLD = 1 << 30  # larger than any one tensor the report allocates
 TRIM_THRESHOLD = 1 << 31
 
 
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc, whose malloc the thresholds tune."""
+    return platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process; whether it took effect
     (False off glibc, where nothing is changed)."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(

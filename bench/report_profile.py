@@ -28,7 +28,6 @@ from pathlib import Path
 
 import torch
 
-from myopia.allocator import keep_freed_memory
 from myopia.models.loading import describe_model, load_model
 from myopia.protocol import VERDICT_SEED
 from myopia.report import registry
@@ -81,7 +80,6 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=20, help="functions listed per section")
     parser.add_argument("--out", type=Path, default=Path("report-profile"))
     args = parser.parse_args()
-    keep_freed_memory()  # as the myopia command does, so the profile is the command's
 
     config = ReportConfig(
         model=args.model, out=args.out, quick=args.quick, seed=args.seed,

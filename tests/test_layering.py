@@ -36,7 +36,6 @@ PACKAGE_LAYERS = {
             "protocol",
             "checks",
             "threads",
-            "allocator",
         ],
         CORE,
     ),

@@ -8,7 +8,6 @@ import sys
 
 import typer
 
-from myopia.allocator import keep_freed_memory
 from myopia.cli.app import app, err_console
 from myopia.errors import MyopiaError
 from myopia.loom.cli import loom_command  # no torch, no web server: --help stays fast
@@ -45,7 +44,6 @@ def main(args: list[str] | None = None) -> None:
     errors) prints as one ``error:`` line like every other user mistake, instead of a
     boxed panel, and Ctrl-C says that it interrupted instead of printing a blank line.
     """
-    keep_freed_memory()  # the commands' large tensors come and go; see myopia.allocator
     try:
         code = app(args=args, standalone_mode=False)
     except MyopiaError as error:

@@ -36,6 +36,7 @@ PACKAGE_LAYERS = {
             "protocol",
             "checks",
             "threads",
+            "jobs",
         ],
         CORE,
     ),

@@ -265,7 +265,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_trains(tex
     )
     try:
         deadline = time.monotonic() + 120
-        while not (tmp_path / ".train.lock").exists() and time.monotonic() < deadline:
+        while not (tmp_path / ".checkpoint.pt.lock").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # the lock file exists just before it is locked
         with pytest.raises(MyopiaError, match="another training run is writing into"):

@@ -58,6 +58,16 @@ PresetSeedOption = Annotated[
 ]
 
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr.")]
+# None: one process per core, at most 4 (myopia.jobs.default_workers).
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Processes that train the small models' independent runs side by side, one "
+        "thread each (default: one per core, at most 4; 1 with a GPU or under the report's "
+        "--quick). The numbers do not depend on it.",
+        min=1,
+    ),
+]
 
 
 # Parse-time checks for the paths commands write to or read from: given as an option's

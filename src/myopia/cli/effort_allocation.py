@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ProgressOption, app, out_console, out_folder
+from myopia.cli.app import ProgressOption, WorkersOption, app, out_console, out_folder
 from myopia.cli.training import MAX_SEEDS, BatchSize, Lr, RunSeed, Steps, WarmupSteps
 
 
@@ -40,11 +40,13 @@ def effort_allocation(
         typer.Option(callback=out_folder, help="Folder for effort_allocation.png and its JSON."),
     ] = Path("myopia-effort-allocation"),
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """C3: held-out loss of the current and the later part, normal vs myopic training paired
     by seed, on the task and on its control (the later target shuffled across sequences:
     nothing to pre-compute), and the difference in differences of the current loss; the
     defaults are the report's full budget (seed 20261201)."""
+    from myopia.jobs import default_workers
     from myopia.protocol import with_options
     from myopia.training.effort_allocation import EffortAllocationConfig, measure_effort_allocation
 
@@ -60,7 +62,7 @@ def effort_allocation(
         n_seeds=seeds,
         seed=seed,
     )
-    result = measure_effort_allocation(config, progress)
+    result = measure_effort_allocation(config, progress, workers=workers or default_workers())
     files = result.write(out)
     table = Table(
         "d_model", "task", "current: normal − myopic", "total: normal − myopic", title="C3"

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import ProgressOption, app, out_console, out_folder
+from myopia.cli.app import ProgressOption, WorkersOption, app, out_console, out_folder
 from myopia.cli.training import Lr, RunSeed, Seeds, Steps, WarmupSteps
 
 
@@ -35,11 +35,13 @@ def myopic_action(
         typer.Option(callback=out_folder, help="Folder for myopic_action.json and the P(P1) plot."),
     ] = Path("myopia-myopic-action"),
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """C2: train the choice task teacher-forced (normal, myopic) and on-policy, each in the
     arms P1-easy and P0-easy, follow P(P1) at the choice and report
     Δ = P(P1 | P1-easy) − P(P1 | P0-easy) paired by seed; the defaults are the report's full
     budget (seed 20261201)."""
+    from myopia.jobs import default_workers
     from myopia.protocol import with_options
     from myopia.training.myopic_action import MyopicActionConfig, measure_myopic_action
 
@@ -54,7 +56,7 @@ def myopic_action(
         n_seeds=seeds,
         seed=seed,
     )
-    result = measure_myopic_action(config, progress)
+    result = measure_myopic_action(config, progress, workers or default_workers())
     files = result.write(out)
     table = Table(
         "regime", "P(P1), P1-easy", "P(P1), P0-easy", "Δ (95% CI over seeds)",

@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from myopia.cli.app import SEED_RANGE, ModelOption, TextOption, app, out_console, out_folder
+from myopia.cli.app import (
+    SEED_RANGE,
+    ModelOption,
+    TextOption,
+    WorkersOption,
+    app,
+    out_console,
+    out_folder,
+)
 from myopia.errors import MyopiaError
 from myopia.protocol import VERDICT_SEED
 
@@ -45,6 +53,7 @@ def report(
             "(a killed report resumes where it stopped)."
         ),
     ] = False,
+    workers: WorkersOption = None,
 ) -> None:
     """Run every claim of CLAIMS.md on a model and write one HTML report."""
     from myopia.report.context import ReportConfig
@@ -59,6 +68,7 @@ def report(
         only=tuple(only or ()),
         show_progress=progress,
         fresh=fresh,
+        workers=workers,
     )
     results = run_report(config)
     table = Table(

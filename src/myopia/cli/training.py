@@ -15,6 +15,7 @@ from myopia.cli.app import (
     ProgressOption,
     SeedOption,
     TextOption,
+    WorkersOption,
     app,
     out_console,
     out_folder,
@@ -303,9 +304,11 @@ def train_choice(
         ),
     ] = Path("myopia-train"),
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """One seed of C2's P0/P1 choice task in both arms (P1-easy, P0-easy; seconds, no
     checkpoint); the defaults are one seed of the report's full budget."""
+    from myopia.jobs import default_workers
     from myopia.protocol import with_options
     from myopia.training.myopic_action import MyopicActionConfig, measure_myopic_action
 
@@ -319,7 +322,7 @@ def train_choice(
         seed=seed,
         regimes=(gradient,),
     )
-    result = measure_myopic_action(config, progress)
+    result = measure_myopic_action(config, progress, workers or default_workers())
     files = result.write(out, f"choice task, {gradient}, seed {seed}")
     easy1, easy0 = (result.runs[gradient][arm][0] for arm in ("P1-easy", "P0-easy"))
     out_console.print(
@@ -452,8 +455,10 @@ def gap_precaching(
         ),
     ] = Path("myopia-gap"),
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """C1a on the synthetic pre-caching task (help: GAP_PRECACHING_HELP)."""
+    from myopia.jobs import default_workers
     from myopia.protocol import with_options
     from myopia.training.precaching_gap import PrecachingGapConfig, measure_precaching_gap
 
@@ -477,7 +482,9 @@ def gap_precaching(
         n_seeds=seeds,
         seed=seed,
     )
-    result = measure_precaching_gap(config, progress, runs_dir=Path(out) / "runs")
+    result = measure_precaching_gap(
+        config, progress, runs_dir=Path(out) / "runs", workers=workers or default_workers()
+    )
     files = result.write(out)
     for setting, gap in result.gaps.items():
         out_console.print(_gap_table(f"myopia gap, pre-caching, {result.label(setting)}", gap))
@@ -521,9 +528,11 @@ def gap_text(
         ),
     ] = Path("myopia-gap"),
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """C1a on natural text: a fresh model's myopia gap, with loss by position; the defaults
     are the report's full budget."""
+    from myopia.jobs import default_workers
     from myopia.protocol import with_options
     from myopia.training.text_gap import TextGapConfig, measure_text_gap
 
@@ -540,7 +549,9 @@ def gap_text(
         n_seeds=seeds,
         seed=seed,
     )
-    result = measure_text_gap(config, text, Path(out) / "runs", progress)
+    result = measure_text_gap(
+        config, text, Path(out) / "runs", progress, workers or default_workers()
+    )
     files = result.write(out)
     out_console.print(_gap_table(f"myopia gap, {config.model} on text", result.gap))
     out_console.print(f"written: {', '.join(str(f) for f in files)}")

@@ -25,7 +25,9 @@ def natural_text_gap(ctx: ReportContext) -> SectionResult:
     # The runs are this section's own output; a report re-run into the same folder
     # replaces them rather than refusing to overwrite a finished training run.
     shutil.rmtree(out / "runs", ignore_errors=True)
-    result = measure_text_gap(config, ctx.config.text, out / "runs", ctx.config.show_progress)
+    result = measure_text_gap(
+        config, ctx.config.text, out / "runs", ctx.config.show_progress, ctx.workers
+    )
     corpus = "the default corpus" if ctx.config.text is None else "your text"
     plot = result.write(
         out,

@@ -45,7 +45,7 @@ NULL_MARGIN = 0.03  # the null's gap must be equivalent to 0 within ±0.03 (CLAI
 @section("C1a", claim="C1", title="Myopia gap on the synthetic pre-caching task")
 def precaching_gap_section(ctx: ReportContext) -> SectionResult:
     config = replace(preset(PrecachingGapConfig, ctx.quick), seed=ctx.seed)
-    result = measure_precaching_gap(config, ctx.config.show_progress)
+    result = measure_precaching_gap(config, ctx.config.show_progress, workers=ctx.workers)
     written = result.write(ctx.section_dir("C1a"))
     loss_plot, probe_plot, curve_plots = written[1], written[2], written[3:]
     numbers = result.to_dict()
@@ -98,9 +98,10 @@ def precaching_gap_section(ctx: ReportContext) -> SectionResult:
         "d = 64 to near convergence; the published settings run on a GPU with `myopia gap "
         "precaching --frequency 10 --lags 10 --seq-len 64 --d-model 128 --steps 20000` "
         "(not run here: no GPU on this machine).",
-        "Seeds are trained one after another: a vmapped ensemble of seeds "
-        "(torch.func) does not compose with the myopic attention's custom autograd "
-        "functions (bench/precaching_ensemble.py).",
+        "The runs train side by side on one process per core (one thread each; "
+        "myopia.jobs), which gives the same numbers as one after another. A vmapped "
+        "ensemble of seeds (torch.func) does not compose with the myopic attention's "
+        "custom autograd functions (bench/precaching_ensemble.py).",
     ]
     task_budget = {
         "lags": config.lags,

@@ -46,7 +46,7 @@ WHAT = "Δ = P(P1 | P1-easy) − P(P1 | P0-easy), teacher-forced, normal gradien
 @section("C2", claim="C2", title="Myopic action: does the ease of the future leak into a choice?")
 def myopic_action(ctx: ReportContext) -> SectionResult:
     config = replace(preset(MyopicActionConfig, ctx.quick), seed=ctx.seed)
-    result = measure_myopic_action(config, show_progress=ctx.config.show_progress)
+    result = measure_myopic_action(config, ctx.config.show_progress, ctx.workers)
     plot = result.write(ctx.section_dir("C2"))[1]
     verdict = myopic_action_verdict(
         {regime: result.delta(regime) for regime in ("normal", "on-policy")}

@@ -181,7 +181,7 @@ def _summary(result: EffortAllocation, width: int, task: EffortTask, steps: int)
 def effort_allocation(ctx: ReportContext) -> SectionResult:
     config = replace(preset(EffortAllocationConfig, ctx.quick), seed=ctx.seed)
     task = EffortTask()
-    result = measure_effort_allocation(config, ctx.config.show_progress, task)
+    result = measure_effort_allocation(config, ctx.config.show_progress, task, ctx.workers)
     verdict_width = min(result.widths)
     plot = result.write(ctx.section_dir("C3"), control_band=CONTROL_BAND)[0]
     fit = config.fit()

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json, save_figure
+from myopia.jobs import Pool, run_jobs
 from myopia.progress import Bar
 from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval, mean_ci, n_for_half_width, paired_difference_ci
@@ -169,10 +171,11 @@ def measure_effort_allocation(
     config: EffortAllocationConfig,
     show_progress: bool = False,
     task: EffortTask | None = None,
+    workers: int | Pool = 1,
 ) -> EffortAllocation:
     """Train every task (``task`` and its shuffled ``control``) × width × {normal,
     ``config.myopic_gradient``} × seed (default task: the effort task's own settings; each
-    width replaces its ``d_model``)."""
+    width replaces its ``d_model``), the runs on ``workers`` processes."""
     task = EffortTask() if task is None else task
     if config.myopic_gradient not in MYOPIC_GRADIENTS:
         raise MyopiaError(
@@ -200,17 +203,25 @@ def measure_effort_allocation(
         for t in TASKS
         for g in gradient_pair
     ]
+    jobs = [
+        partial(
+            train_effort,
+            replace(task, d_model=width, shuffled_later=kind == "control"),
+            replace(fit, gradient=gradient, seed=seed),
+        )
+        for kind, width, gradient, seed in plan
+    ]
     with Bar(len(plan), "C3 effort allocation", enabled=show_progress) as bar:
-        for kind, width, gradient, seed in plan:
-            run = train_effort(
-                replace(task, d_model=width, shuffled_later=kind == "control"),
-                replace(fit, gradient=gradient, seed=seed),
-            )
-            result.runs[kind, width, gradient, seed] = run
+
+        def finished(i: int, run) -> None:
+            kind, width, gradient, seed = plan[i]
             bar.advance(
                 f"C3 {kind} d={width} {gradient} seed {seed}: current {run.current_loss:.3f}, "
                 f"later {run.later_loss:.3f}"
             )
+
+        runs = run_jobs(jobs, workers, finished)
+    result.runs.update(zip(plan, runs, strict=True))
     result.seconds = time.perf_counter() - start
     return result
 

@@ -133,16 +133,19 @@ def claim_run_folder(out: Path, resume: bool) -> Path:
 
 @contextmanager
 def _only_writer(checkpoint: Path):
-    """Hold an exclusive lock on ``checkpoint``'s folder for the run: a second run into the
-    same folder is refused in one line instead of both reporting success while one
-    overwrites the other. The lock is the kernel's (``flock``), so it goes with the
-    process however it ends: a killed run never leaves a stale lock behind."""
+    """Hold an exclusive lock on ``checkpoint`` for the run: a second run writing the same
+    checkpoint is refused in one line instead of both reporting success while one
+    overwrites the other. Runs with other checkpoints in one folder (a gap's seeds and
+    modes, trained side by side) do not wait for each other. The lock is the kernel's
+    (``flock``), so it goes with the process however it ends: a killed run never leaves a
+    stale lock behind."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
         yield
         return
-    lock_path = Path(checkpoint).parent / ".train.lock"
+    checkpoint = Path(checkpoint)
+    lock_path = checkpoint.with_name(f".{checkpoint.name}.lock")
     # A run's folder may not exist yet (the gap commands' runs/p<p>/ folders).
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a+") as handle:
@@ -150,7 +153,7 @@ def _only_writer(checkpoint: Path):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise MyopiaError(
-                f"another training run is writing into {lock_path.parent}: wait for it to "
+                f"another training run is writing into {checkpoint}: wait for it to "
                 "finish, or choose another --out"
             ) from None
         try:

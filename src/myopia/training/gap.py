@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,8 @@ import torch
 from myopia.attention import myopic
 from myopia.data.text import load_corpus, token_windows
 from myopia.gradients.loss import forward_logits, token_losses
-from myopia.progress import track
+from myopia.jobs import Pool, run_jobs
+from myopia.progress import Bar
 from myopia.stats import Interval, mean_ci, paired_difference_ci
 from myopia.training.config import TrainConfig
 from myopia.training.continuous import ContinuousFit
@@ -76,25 +78,31 @@ def precaching_gap(
     keep_models: bool = False,
     runs_dir: Path | None = None,
     eval_every: int | None = None,
+    workers: int | Pool = 1,
 ) -> tuple[GapResult, dict[tuple[str, int], PrecachingRun]]:
     """Train one model per (mode, seed) on the pre-caching task; return the held-out
     Huber losses, and the runs themselves (with their models if ``keep_models``).
     With ``runs_dir``, each run checkpoints in ``runs_dir/<mode>-seed<k>`` and a
     repeated call continues (or reuses) the runs found there. With ``eval_every``, the
     held-out loss along training goes in ``extra["eval_curves"]`` (mode -> seed -> loss at
-    each step of ``extra["eval_steps"]``)."""
-    runs = {}
-    jobs = [(mode, seed) for seed in seeds for mode in modes]
-    label = f"pre-caching p={task.p:g} lags={task.lags}"
-    for mode, seed in track(jobs, label, enabled=show_progress):
-        checkpoint = None if runs_dir is None else Path(runs_dir) / f"{mode}-seed{seed}.pt"
-        runs[mode, seed] = train_precaching(
+    each step of ``extra["eval_steps"]``). The runs go to ``workers`` processes
+    (:func:`myopia.jobs.run_jobs`)."""
+    keys = [(mode, seed) for seed in seeds for mode in modes]
+    jobs = [
+        partial(
+            train_precaching,
             task,
             replace(fit, gradient=mode, seed=seed),
             keep_models,
-            checkpoint,
+            None if runs_dir is None else Path(runs_dir) / f"{mode}-seed{seed}.pt",
             eval_every=eval_every,
         )
+        for mode, seed in keys
+    ]
+    label = f"pre-caching p={task.p:g} lags={task.lags}"
+    with Bar(len(jobs), label, enabled=show_progress) as bar:
+        done = run_jobs(jobs, workers, lambda i, run: bar.advance(label))
+    runs = dict(zip(keys, done, strict=True))
     losses = {mode: [runs[mode, s].eval_loss for s in seeds] for mode in modes}
     trivial = float(np.mean([runs[modes[0], s].trivial_loss for s in seeds]))
     device = runs[modes[0], seeds[0]].device
@@ -138,32 +146,38 @@ def train_or_reuse(base: TrainConfig, mode: str, seed: int) -> TrainResult:
     return train(config, resume=(config.out / CHECKPOINT).exists(), show_progress=False)
 
 
+def _text_run(base: TrainConfig, mode: str, seed: int, eval_windows: int) -> tuple[np.ndarray, str]:
+    """One (mode, seed) of :func:`text_gap`: its loss at each position on the held-out
+    windows (the same for every run: drawn with seed 0), and where it was trained."""
+    result = train_or_reuse(base, mode, seed)
+    windows = sample_eval_windows(base.text, result.tokenizer, base.seq_len, eval_windows, seed=0)
+    # The bigram baseline is a different model (each position sees only itself), so it is
+    # evaluated as one; the myopic modes change only the backward pass.
+    with myopic(result.model, "bigram") if mode == "bigram" else nullcontext():
+        return loss_by_position(result.model, windows, base.batch_size), str(result.device)
+
+
 def text_gap(
     base: TrainConfig,
     seeds: list[int],
     modes: tuple[str, ...] = ("normal", "kv", "bigram"),
     eval_windows: int = 64,
     show_progress: bool = True,
+    workers: int | Pool = 1,
 ) -> GapResult:
     """Train ``base`` once per (mode, seed) into ``base.out/<mode>-seed<k>``; evaluate
     every model on the same held-out windows (with the ordinary forward pass, except the
     bigram baseline, which is evaluated as the bigram model it is).
-    A run whose checkpoint is already there is continued (or, if finished, reused)."""
+    A run whose checkpoint is already there is continued (or, if finished, reused). The
+    runs go to ``workers`` processes (:func:`myopia.jobs.run_jobs`)."""
+    keys = [(mode, seed) for seed in seeds for mode in modes]
+    jobs = [partial(_text_run, base, mode, seed, eval_windows) for mode, seed in keys]
+    with Bar(len(jobs), "natural-text gap", enabled=show_progress) as bar:
+        done = run_jobs(jobs, workers, lambda i, run: bar.advance("natural-text gap"))
     losses = {m: [] for m in modes}
     by_position = {m: [] for m in modes}
-    windows, device = None, "cpu"
-    jobs = [(mode, seed) for seed in seeds for mode in modes]
-    for mode, seed in track(jobs, "natural-text gap", enabled=show_progress):
-        result = train_or_reuse(base, mode, seed)
-        device = result.device
-        if windows is None:
-            windows = sample_eval_windows(
-                base.text, result.tokenizer, base.seq_len, eval_windows, seed=0
-            )
-        # The bigram baseline is a different model (each position sees only itself), so
-        # it is evaluated as one; the myopic modes change only the backward pass.
-        with myopic(result.model, "bigram") if mode == "bigram" else nullcontext():
-            curve = loss_by_position(result.model, windows, base.batch_size)
+    for (mode, _), (curve, _) in zip(keys, done, strict=True):
         by_position[mode].append(curve.tolist())
         losses[mode].append(float(curve.mean()))
+    device = done[0][1]
     return GapResult(list(seeds), losses, by_position=by_position, device=device)

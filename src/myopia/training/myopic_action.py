@@ -13,10 +13,12 @@ by the config (``d_model``, ``n_layers``, ...), on the training device
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json, save_figure
+from myopia.jobs import Pool, run_jobs
 from myopia.progress import Bar
 from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval, mean_ci, n_for_half_width, paired_difference_ci
@@ -146,17 +148,22 @@ class MyopicActionResult:
 
 
 def measure_myopic_action(
-    config: MyopicActionConfig, show_progress: bool = False
+    config: MyopicActionConfig, show_progress: bool = False, workers: int | Pool = 1
 ) -> MyopicActionResult:
-    """Train every regime in both arms with every seed and collect P(P1) over training."""
+    """Train every regime in both arms with every seed (on ``workers`` processes) and
+    collect P(P1) over training."""
     run_config = config.run_config()
+    plan = [(r, arm, seed) for r in config.regimes for arm in ARMS for seed in config.seeds]
+    jobs = [partial(train_choice, run_config, *run) for run in plan]
+    with Bar(len(plan), "C2 choice task", enabled=show_progress) as bar:
+
+        def finished(i: int, run: ChoiceRun) -> None:
+            bar.advance(f"C2 {run.regime} {run.arm}, seed {run.seed}: P(P1) {run.p1[-1]:.2f}")
+
+        done = run_jobs(jobs, workers, finished)
     runs = {regime: {arm: [] for arm in ARMS} for regime in config.regimes}
-    total = len(config.regimes) * len(ARMS) * config.n_seeds * config.steps
-    with Bar(total, "C2 choice task", enabled=show_progress) as bar:
-        for regime in config.regimes:
-            for arm in ARMS:
-                for seed in config.seeds:
-                    runs[regime][arm].append(train_choice(run_config, regime, arm, seed, bar=bar))
+    for (regime, arm, _), run in zip(plan, done, strict=True):
+        runs[regime][arm].append(run)
     return MyopicActionResult(config=run_config, seeds=config.seeds, runs=runs)
 
 

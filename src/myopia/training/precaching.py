@@ -91,6 +91,23 @@ class PrecachingRun:
     eval_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, held-out loss)
     model: ContinuousModel | None = None
 
+    # A run crosses processes (myopia.jobs) with its model as weights: transformers
+    # installs the hooks that record hidden states on first use, and a pickled model
+    # keeps the flag that says so but not the hooks.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.model is not None:
+            state["model"] = self.model.state_dict()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state["model"] is not None:
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights
+                model = PrecachingTask(**state["task"]).model()
+            model.load_state_dict(state["model"])
+            state["model"] = model.to(state["device"])
+        self.__dict__.update(state)
+
 
 def train_precaching(
     task: PrecachingTask,

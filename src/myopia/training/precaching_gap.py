@@ -28,6 +28,7 @@ from pathlib import Path
 
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json
+from myopia.jobs import Pool, pool_of
 from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval
 from myopia.training.continuous import ContinuousFit
@@ -241,13 +242,24 @@ class PrecachingGapResult:
 
 
 def measure_precaching_gap(
-    config: PrecachingGapConfig, show_progress: bool = False, runs_dir: Path | None = None
+    config: PrecachingGapConfig,
+    show_progress: bool = False,
+    runs_dir: Path | None = None,
+    workers: int | Pool = 1,
 ) -> PrecachingGapResult:
-    """Train every (p, mode, seed) and probe the primary setting's first seed.
+    """Train every (p, mode, seed) and probe the primary setting's first seed; the runs go
+    to ``workers`` processes, started once for all of them.
 
     With ``runs_dir``, each run checkpoints in ``runs_dir/p<p>/<mode>-seed<k>.pt`` and a
     repeated call continues (or reuses) the runs found there."""
     config.check()
+    with pool_of(workers) as pool:
+        return _measure(config, show_progress, runs_dir, pool)
+
+
+def _measure(
+    config: PrecachingGapConfig, show_progress: bool, runs_dir: Path | None, pool: Pool
+) -> PrecachingGapResult:
     gaps, probe, device = {}, {}, "cpu"
     null = None
     if config.null:
@@ -259,6 +271,7 @@ def measure_precaching_gap(
             show_progress,
             runs_dir=None if runs_dir is None else Path(runs_dir) / "null",
             eval_every=config.eval_every,
+            workers=pool,
         )
     for p in config.ps:
         task = config.task(p)
@@ -272,6 +285,7 @@ def measure_precaching_gap(
             keep_models=primary,
             runs_dir=None if runs_dir is None else Path(runs_dir) / f"p{p:g}",
             eval_every=config.eval_every if primary else None,
+            workers=pool,
         )
         gaps[p] = result
         device = next(iter(runs.values())).device

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json
+from myopia.jobs import Pool
 from myopia.stats import Interval
 from myopia.training.config import TrainConfig
 from myopia.training.gap import GapResult, text_gap
@@ -127,10 +128,15 @@ class TextGapResult:
 
 
 def measure_text_gap(
-    config: TextGapConfig, text: Path | None, runs_dir: Path, show_progress: bool = False
+    config: TextGapConfig,
+    text: Path | None,
+    runs_dir: Path,
+    show_progress: bool = False,
+    workers: int | Pool = 1,
 ) -> TextGapResult:
     """Train one model per (mode, seed) into ``runs_dir/<mode>-seed<k>`` (a run found
-    there is continued or, if finished, reused) and measure the gaps."""
+    there is continued or, if finished, reused) on ``workers`` processes, and measure
+    the gaps."""
     config.check()
     result = text_gap(
         config.train_config(text, runs_dir),
@@ -138,5 +144,6 @@ def measure_text_gap(
         config.modes,
         config.eval_windows,
         show_progress,
+        workers,
     )
     return TextGapResult(config=config, gap=result, device=result.device)

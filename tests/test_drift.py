@@ -71,6 +71,11 @@ def test_nll_and_window_states_equal_a_plain_forward_pass(tiny):
             for p_index, p in enumerate([2, 3, 7]):  # the 3 tokens ending at p
                 expected = out.hidden_states[layer][i, 4 + p - 2 : 4 + p + 1].mean(0)
                 assert np.allclose(states[i, j, p_index], expected.numpy(), atol=1e-5)
+    # The control's pass reads the states alone (logits at one position): the same states.
+    no_nll, states_only = nll_and_states(
+        model, sequences, 4, [2, 3, 7], [1, 2], batch_size=2, window=3, with_nll=False
+    )
+    assert no_nll is None and np.allclose(states_only, states, atol=1e-6)
 
 
 def test_the_probe_finds_a_planted_difference_and_not_an_absent_one():

@@ -3,8 +3,10 @@
 import os
 from functools import partial
 
+import numpy as np
 import pytest
 
+from myopia.faithfulness.copy_detector import context_folds, shuffled_null
 from myopia.jobs import Pool, run_jobs
 from myopia.training.config import TrainConfig
 from myopia.training.effort_allocation import EffortAllocationConfig, measure_effort_allocation
@@ -36,7 +38,20 @@ def measure_all(workers, text_runs):
             TINY_EFFORT, task=EffortTask(seq_len=4), workers=workers
         ).to_dict(),
         measure_myopic_action(TINY_CHOICE, workers=workers).to_dict(),
+        shuffled_control(workers),
     )
+
+
+def shuffled_control(workers):
+    """C6's shuffled-label refits on features with a planted signal."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(20), 4)
+    labels = rng.integers(0, 2, len(groups))
+    features = rng.normal(size=(len(groups), 6)) + labels[:, None]
+    folds = context_folds(groups, 4, seed=0)
+    interval, values = shuffled_null(features, labels, groups, folds, seed=0, n_shuffles=4,
+                                     workers=workers)  # fmt: skip
+    return interval.to_dict(), values
 
 
 def without_timings(value):
@@ -55,7 +70,8 @@ def test_measurements_on_two_workers_equal_the_same_runs_in_one_process(tmp_path
         pids = run_jobs([os.getpid] * 4, pool)
         on_workers = measure_all(pool, tmp_path)
     assert os.getpid() not in pids  # the pool's processes ran them, not this one
-    # Bit for bit: the losses, curves, probes and P(P1) of every run, in the same order.
+    # Bit for bit: the losses, curves, probes, P(P1) and shuffled-label AUROCs of every
+    # run, in the same order.
     assert without_timings(on_workers) == without_timings(in_process)
 
 

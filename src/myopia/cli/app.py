@@ -62,9 +62,9 @@ ProgressOption = Annotated[bool, typer.Option(help="Show progress bars on stderr
 WorkersOption = Annotated[
     int | None,
     typer.Option(
-        help="Processes that train the small models' independent runs side by side, one "
-        "thread each (default: one per core, at most 4; 1 with a GPU or under the report's "
-        "--quick). The numbers do not depend on it.",
+        help="Processes for independent runs side by side, one thread each: the small "
+        "models' training runs, C6's shuffled-label refits (default: one per core, at most "
+        "4; 1 with a GPU or under the report's --quick). The numbers do not depend on it.",
         min=1,
     ),
 ]

@@ -13,6 +13,7 @@ from myopia.cli.app import (
     PresetSeedOption,
     ProgressOption,
     TextOption,
+    WorkersOption,
     app,
     in_file,
     out_console,
@@ -81,6 +82,7 @@ def detect_copy(
         ),
     ] = None,
     progress: ProgressOption = True,
+    workers: WorkersOption = None,
 ) -> None:
     """Ask for quotes that are and are not in a passage, label them by exact match, and
     score a lookback-ratio detector of copied vs hallucinated quotes on held-out passages.
@@ -88,6 +90,7 @@ def detect_copy(
     from myopia.data.text import load_corpus
     from myopia.faithfulness.copy_detection import CopyDetectionConfig, make_requests, measure
     from myopia.faithfulness.quote_data import QuoteRequest
+    from myopia.jobs import default_workers
     from myopia.models.loading import load_model
 
     if data is not None and text is not None:
@@ -99,7 +102,14 @@ def detect_copy(
         data, QuoteRequest, lambda: make_requests(config, load_corpus(text)), save_data
     )
     loaded, tokenizer = load_model(model)
-    result = measure(loaded, tokenizer, config, requests=requests, show_progress=progress)
+    result = measure(
+        loaded,
+        tokenizer,
+        config,
+        requests=requests,
+        show_progress=progress,
+        workers=workers or default_workers(),
+    )
     counts = result.label_counts()["exact"]
     table = Table("measure", "held-out AUROC (95% CI)", title=f"{model}: copy vs hallucination")
     for kind, row in counts.items():

@@ -89,6 +89,7 @@ def copy_detection(ctx: ReportContext) -> SectionResult:
             config,
             documents=ctx.documents(),
             show_progress=ctx.config.show_progress,
+            workers=ctx.workers,
         )
     except NothingFits as error:  # a small model's context holds no passage
         return _not_run(ctx, config, error.fit, 0)

@@ -58,6 +58,7 @@ from myopia.generation import Continuation, DecodeOptions, SamplingSettings, gen
 from myopia.generation.decode import prompt_ids
 from myopia.heads import detect_heads, repeated_random_tokens
 from myopia.io import atomic_write_json, save_figure
+from myopia.jobs import Pool
 from myopia.models.loading import context_length
 from myopia.plots import plt  # the one place that picks the file-only backend
 from myopia.protocol import VERDICT_SEED
@@ -307,10 +308,13 @@ def detect_copy(
     config: CopyDetectionConfig = CopyDetectionConfig(),
     generations: list[Continuation] | None = None,
     show_progress: bool = False,
+    workers: int = 1,
 ) -> CopyDetectionResult:
     """Generate, label, read features and score detectors (module docstring). Requests
     whose prompt + ``config.max_new_tokens`` (+ their quote, where ``generations`` are
-    given) exceed the model's context are dropped first; when none fits, one line says so."""
+    given) exceed the model's context are dropped first; when none fits, one line says so.
+    ``workers``: processes for the shuffled-label control's refits (the numbers do not
+    depend on it)."""
     if not requests:
         raise MyopiaError("no quote requests: give at least one")
     if generations is not None and len(generations) != len(requests):
@@ -378,12 +382,13 @@ def detect_copy(
                 n_layers, n_heads
             )
         start = time.perf_counter()
+        pool = Pool(workers)  # both label sets' controls share its processes
         try:
             exact = evaluate_detectors(
                 lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
                 n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
                 residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
-                types=types, n_shuffles=config.n_shuffles,
+                types=types, n_shuffles=config.n_shuffles, workers=pool,
             )  # fmt: skip
         except MyopiaError as error:
             reasons["exact"] = str(error)
@@ -393,10 +398,12 @@ def detect_copy(
             fuzzy = evaluate_detectors(
                 lookback[keep], names, extra[keep], list(EXTRA_FEATURES), None, fuzzy_y[keep],
                 groups[keep], n_folds=config.n_folds, n_resamples=config.n_resamples,
-                seed=config.seed, n_shuffles=config.n_shuffles,
+                seed=config.seed, n_shuffles=config.n_shuffles, workers=pool,
             )  # fmt: skip
         except MyopiaError as error:
             reasons["fuzzy"] = str(error)
+        finally:
+            pool.close()
         timings["detectors"] = time.perf_counter() - start
     else:
         reasons["exact"] = reasons["fuzzy"] = (
@@ -513,6 +520,7 @@ def measure(
     documents: list[Document] | None = None,
     requests: list[QuoteRequest] | None = None,
     show_progress: bool = False,
+    workers: int = 1,
 ) -> CopyDetectionResult:
     """C6: the quote ``requests`` given, or ``config.n_contexts`` passages' worth made from
     the eval split of ``documents`` (seeded by ``config.seed``), through ``detect_copy``."""
@@ -520,7 +528,9 @@ def measure(
         raise MyopiaError("give either quote requests or documents to make them from")
     if requests is None:
         requests = make_requests(config, documents)
-    return detect_copy(model, tokenizer, requests, config, show_progress=show_progress)
+    return detect_copy(
+        model, tokenizer, requests, config, show_progress=show_progress, workers=workers
+    )
 
 
 def make_requests(config: CopyDetectionConfig, documents: list[Document]) -> list[QuoteRequest]:

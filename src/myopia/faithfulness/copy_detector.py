@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from scipy.stats import rankdata
@@ -49,6 +50,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from myopia.errors import MyopiaError
+from myopia.jobs import Pool, run_jobs
 from myopia.stats import Interval, mean_ci
 from myopia.threads import one_blas_thread
 
@@ -135,20 +137,28 @@ def logistic_scores(features, labels, groups, folds, seed, c_grid=C_GRID):
     return scores, chosen
 
 
-def shuffled_null(features, labels, groups, folds, seed, n_shuffles=SHUFFLES):
+@one_blas_thread  # as in evaluate_detectors, also where it runs in a worker
+def _logistic_auroc(features, labels, groups, folds, seed) -> float:
+    """The held-out AUROC of the logistic detector on these labels (one shuffling)."""
+    scores, _ = logistic_scores(features, labels, groups, folds, seed)
+    return auroc(labels, scores)
+
+
+def shuffled_null(features, labels, groups, folds, seed, n_shuffles=SHUFFLES, workers=1):
     """The held-out AUROC of the logistic detector refitted on each of ``n_shuffles``
     independent shufflings of ``labels`` (same folds), and the t interval of their mean:
-    where nothing can be learnt, a sound pipeline puts that interval around 0.5."""
+    where nothing can be learnt, a sound pipeline puts that interval around 0.5. The
+    refits are independent, so they run on ``workers`` processes (or a running
+    ``myopia.jobs.Pool``); the shufflings are drawn here first, so the values do not
+    depend on it."""
     if n_shuffles < 2:
         raise MyopiaError(
             f"the shuffled-label control needs 2 or more shufflings, not {n_shuffles}"
         )
     rng = np.random.default_rng(seed + 1)
-    values = []
-    for _ in range(n_shuffles):
-        shuffled = rng.permutation(labels)
-        scores, _ = logistic_scores(features, shuffled, groups, folds, seed)
-        values.append(auroc(shuffled, scores))
+    shufflings = [rng.permutation(labels) for _ in range(n_shuffles)]
+    jobs = [partial(_logistic_auroc, features, y, groups, folds, seed) for y in shufflings]
+    values = run_jobs(jobs, workers)
     return mean_ci(values), [float(v) for v in values]
 
 
@@ -283,11 +293,13 @@ def evaluate_detectors(
     residual_layers=None,
     types: np.ndarray | None = None,
     n_shuffles: int = SHUFFLES,
+    workers: int | Pool = 1,
 ) -> DetectorOutcome:
     """``lookback`` ``(N, L*H)`` named ``lookback_names``; ``extra`` ``(N, E)`` output-only
     features named ``extra_names``; ``residual`` ``(N, S, D)`` or None; ``labels`` ``(N,)``,
     1 = hallucinated; ``groups`` ``(N,)`` context ids; ``types`` ``(N,)`` request types
-    ("present"/"absent") for the per-type AUROC, or None."""
+    ("present"/"absent") for the per-type AUROC, or None; ``workers``: processes (or a
+    running ``myopia.jobs.Pool``) for the shuffled-label control's refits."""
     labels = np.asarray(labels, dtype=int)
     groups = np.asarray(groups)
     n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())
@@ -323,7 +335,9 @@ def evaluate_detectors(
             residual, labels, groups, folds, seed, residual_layers
         )
         (residual_auc,), _ = cluster_bootstrap(labels, [probe], groups, n_resamples, seed)
-    shuffled_auc, shuffled_values = shuffled_null(lookback, labels, groups, folds, seed, n_shuffles)
+    shuffled_auc, shuffled_values = shuffled_null(
+        lookback, labels, groups, folds, seed, n_shuffles, workers
+    )
     return DetectorOutcome(
         n_copied=n_neg,
         n_hallucinated=n_pos,

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from myopia.memory import release_freed_memory
 from myopia.models.loading import describe_model, load_model
 from myopia.protocol import VERDICT_SEED
 from myopia.report import registry
@@ -108,6 +109,7 @@ def main() -> None:
         profile.enable()
         result = _run_section(section, ctx)
         profile.disable()
+        release_freed_memory()  # as the report does between sections
         entry = {
             "section": section.key,
             "status": result.status,

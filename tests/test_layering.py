@@ -37,6 +37,7 @@ PACKAGE_LAYERS = {
             "checks",
             "threads",
             "jobs",
+            "memory",
         ],
         CORE,
     ),

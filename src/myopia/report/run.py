@@ -15,6 +15,7 @@ from myopia.data.text import corpus_sha256
 from myopia.errors import MyopiaError
 from myopia.faithfulness.records import table_sha256
 from myopia.io import atomic_write_json, atomic_write_text
+from myopia.memory import release_freed_memory
 from myopia.models.loading import describe_model, load_model
 from myopia.report import finished, registry
 from myopia.report.claims import all_claims
@@ -147,6 +148,7 @@ def run_report(config: ReportConfig) -> dict:
             return result
         result = _run_section(section, ctx)
         finished.store_finished(config.out, key, result)
+        release_freed_memory()  # the next section starts from live data only
         return result
 
     claims = []

@@ -8,9 +8,9 @@ function on picklable arguments (a ``functools.partial``); each worker computes 
 what the loop in one process computes, and the results come back in the jobs' order
 (``tests/test_jobs.py`` compares the two bit for bit).
 
-Workers are started afresh for each call (``spawn``: a forked copy of a process that has
-run torch's thread pools can deadlock), so they cost a few seconds of start-up and hold
-no memory once the call returns.
+Workers are spawned (a forked copy of a process that has run torch's thread pools can
+deadlock) when a :class:`Pool` first runs jobs, and stop when it closes: a few seconds of
+start-up per pool, and no memory held once the measurement that opened it returns.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ Design, fixed before measuring (CLAIMS.md C9):
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from myopia.data.text import Document, token_chunks
 from myopia.drift.pairs import ContinuationPairs, sample_pairs
 from myopia.errors import MyopiaError
 from myopia.io import atomic_write_json
+from myopia.models.loading import logits_kept
 from myopia.progress import track
 from myopia.protocol import VERDICT_SEED
 from myopia.stats import Interval, bootstrap_ci, mean_ci
@@ -220,9 +220,7 @@ def nll_and_states(
     # The unembedding is a fifth of SmolLM2's forward pass: apply it only where the NLL
     # needs it (the continuation's L tokens are predicted at the last L + 1 positions but
     # one), or at one position when only the states are read.
-    keep = {}
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        keep = {"logits_to_keep": continuation_len + 1 if with_nll else 1}
+    keep = logits_kept(model, continuation_len + 1 if with_nll else 1)
     nll, states = [], []
     end = torch.tensor(positions, device=device)
     for batch in sequences.split(batch_size):

@@ -382,28 +382,27 @@ def detect_copy(
                 n_layers, n_heads
             )
         start = time.perf_counter()
-        pool = Pool(workers)  # both label sets' controls share its processes
-        try:
-            exact = evaluate_detectors(
-                lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y, groups,
-                n_folds=config.n_folds, n_resamples=config.n_resamples, seed=config.seed,
-                residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
-                types=types, n_shuffles=config.n_shuffles, workers=pool,
-            )  # fmt: skip
-        except MyopiaError as error:
-            reasons["exact"] = str(error)
         keep = np.array([labels[i].fuzzy in (COPIED, HALLUCINATED) for i in usable])
         fuzzy_y = np.array([labels[i].fuzzy == HALLUCINATED for i in usable], dtype=int)
-        try:
-            fuzzy = evaluate_detectors(
-                lookback[keep], names, extra[keep], list(EXTRA_FEATURES), None, fuzzy_y[keep],
-                groups[keep], n_folds=config.n_folds, n_resamples=config.n_resamples,
-                seed=config.seed, n_shuffles=config.n_shuffles, workers=pool,
-            )  # fmt: skip
-        except MyopiaError as error:
-            reasons["fuzzy"] = str(error)
-        finally:
-            pool.close()
+        with Pool(workers) as pool:  # both label sets' controls share its processes
+            try:
+                exact = evaluate_detectors(
+                    lookback, names, extra, list(EXTRA_FEATURES), features.residual, exact_y,
+                    groups, n_folds=config.n_folds, n_resamples=config.n_resamples,
+                    seed=config.seed, types=types, n_shuffles=config.n_shuffles, workers=pool,
+                    residual_layers=config.residual_layers(model.config.num_hidden_layers + 1),
+                )  # fmt: skip
+            except MyopiaError as error:
+                reasons["exact"] = str(error)
+            try:
+                fuzzy = evaluate_detectors(
+                    lookback[keep], names, extra[keep], list(EXTRA_FEATURES), None,
+                    fuzzy_y[keep], groups[keep], n_folds=config.n_folds,
+                    n_resamples=config.n_resamples, seed=config.seed,
+                    n_shuffles=config.n_shuffles, workers=pool,
+                )  # fmt: skip
+            except MyopiaError as error:
+                reasons["fuzzy"] = str(error)
         timings["detectors"] = time.perf_counter() - start
     else:
         reasons["exact"] = reasons["fuzzy"] = (

@@ -49,7 +49,6 @@ The rules:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -61,6 +60,7 @@ from myopia.generation.sampling import choose_next
 from myopia.generation.settings import SamplingSettings
 from myopia.generation.stop_strings import cut_pieces, find_stop, search_start
 from myopia.generation.types import Continuation, FinishReason, GeneratedToken, TokenChoice
+from myopia.models.loading import logits_kept
 from myopia.progress import track
 
 
@@ -203,13 +203,6 @@ def _left_padded(prompts: Sequence[Sequence[int]], pad: int, device):
 MIN_SHARED_PREFIX = 16
 
 
-def _last_only(model) -> dict:
-    """The prompt pass needs logits at the last position only; most models can skip the
-    others (a (B, T, V) tensor for long prompts)."""
-    accepted = inspect.signature(model.forward).parameters
-    return {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
-
-
 def _positions(mask: torch.Tensor, start: torch.Tensor | int = 0) -> torch.Tensor:
     """Position ids that count real tokens only, from ``start``; 0 on padding."""
     return (start + mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
@@ -221,9 +214,8 @@ def _prefill(model, prompts: Sequence[Sequence[int]], pad: int, device):
     # Without padding the mask is left out, as transformers' generate() does: the model
     # then takes its plain causal path.
     masked = {} if bool(mask.all()) else {"attention_mask": mask}
-    out = model(
-        input_ids=ids, position_ids=_positions(mask), use_cache=True, **masked, **_last_only(model)
-    )
+    keep = logits_kept(model, 1)  # a prompt pass reads the next token's logits only
+    out = model(input_ids=ids, position_ids=_positions(mask), use_cache=True, **masked, **keep)
     return out.cache, out.logits[:, -1], mask
 
 
@@ -292,7 +284,7 @@ def _prefill_shared(
         attention_mask=prefix_mask,
         position_ids=_positions(prefix_mask),
         use_cache=True,
-        **_last_only(model),
+        **logits_kept(model, 1),
     )
     cache = out.cache
     cache.batch_select_indices(owner)  # (B, ..., P): each prompt's group prefix
@@ -306,7 +298,7 @@ def _prefill_shared(
         position_ids=_positions(rest_mask, prefix_mask.sum(-1, keepdim=True)),
         cache=cache,
         use_cache=True,
-        **_last_only(model),
+        **logits_kept(model, 1),
     )
     return out.cache, out.logits[:, -1], mask
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from myopia.models.loading import logits_kept
 from myopia.progress import track
 
 
@@ -55,9 +55,7 @@ def collect_states(
     state and the unembedding exactly as the model's logits are."""
     if tokens.ndim != 2:
         raise ValueError(f"tokens must be (N, T), got shape {tuple(tokens.shape)}")
-    keep_one = {}
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
-        keep_one = {"logits_to_keep": 1}  # the logits are recomputed below, cheaper
+    keep_one = logits_kept(model, 1)  # the logits are recomputed below, cheaper
     device = next(model.parameters()).device
     hidden, final = [], []
     starts = range(0, len(tokens), batch_size)

@@ -22,6 +22,7 @@ Every user mistake raises a ``MyopiaError`` (mostly one of its subclasses in
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -123,6 +124,15 @@ def context_length(model: PreTrainedModel) -> int | None:
     """The most positions the model was built for (``max_position_embeddings``; GPT-2's
     ``n_positions`` under that name), or None where the config does not say."""
     return getattr(model.config, "max_position_embeddings", None)
+
+
+def logits_kept(model: PreTrainedModel, positions: int) -> dict[str, int]:
+    """Keyword arguments for ``model(...)`` that apply the unembedding to the last
+    ``positions`` positions only (``logits_to_keep``, which most causal LMs of
+    transformers take: a (B, T, V) tensor is costly for long inputs), or none where the
+    model does not take it. Either way the last ``positions`` of the logits are the same."""
+    accepted = inspect.signature(model.forward).parameters
+    return {"logits_to_keep": positions} if "logits_to_keep" in accepted else {}
 
 
 def check_seq_len(model: PreTrainedModel, seq_len: int, option: str = "--seq-len") -> int:

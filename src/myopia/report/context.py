@@ -23,7 +23,7 @@ class ReportConfig:
     only: tuple[str, ...] = ()  # section keys or claim ids to run; empty: all
     fresh: bool = False  # recompute sections an earlier run into ``out`` finished
     show_progress: bool = True
-    # Processes for the small models' independent runs (C1a, C1a-text, C2, C3); None:
+    # Processes for independent runs (C1a, C1a-text, C2, C3's training, C6's refits); None:
     # see ReportContext.workers. The numbers do not depend on it, so it is not part of a
     # finished section's key.
     workers: int | None = None
@@ -47,7 +47,7 @@ class ReportContext:
 
     @property
     def workers(self) -> int:
-        """Processes for the small models' runs: as asked, else one per core (at most 4),
+        """Processes for independent runs: as asked, else one per core (at most 4),
         except under --quick, whose runs are too short to pay for starting workers (C1a,
         C2 and C3 at the quick budget: 21.6 s in one process, 39.2 s on two)."""
         if self.config.workers is not None:

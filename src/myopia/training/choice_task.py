@@ -46,7 +46,6 @@ from torch import nn
 from myopia.errors import MyopiaError
 from myopia.gradients.loss import forward_logits, token_losses
 from myopia.models.fresh import FreshModelConfig, build_fresh_model
-from myopia.progress import Bar
 from myopia.training.fit import (
     SMALL_MODEL_THREADS,
     Optimisation,
@@ -381,7 +380,6 @@ def train_choice(
     regime: str,
     arm: str,
     seed: int,
-    bar: Bar | None = None,
     keep_model: bool = False,
 ) -> ChoiceRun:
     """Train a fresh model on the choice task of ``arm`` in ``regime`` (``normal``, ``kv``
@@ -420,7 +418,7 @@ def train_choice(
             device=device,
             gradient="kv" if regime == "kv" else "normal",
             evaluate=evaluate,
-            progress=bar if bar is not None else False,
+            progress=False,
             label=f"C2 {regime} {arm}, seed {seed}",
         )
     measured = [e for e in log if "p1" in e]

@@ -12,6 +12,12 @@ the process peak so far is given); Linux only for memory, anywhere for time.
 
 The profile slows Python-heavy code by roughly 1.2-2x and leaves time spent inside torch
 kernels as it is, so use it to rank, and time the report itself for absolute numbers.
+
+Per section it also gives the CPU seconds spent (this process and the pool's workers,
+which are reaped when the section's pool closes) and so how many of the machine's cores
+were busy on average, and how much of this process's time went to the dense kernels
+(matrix products and attention, whose speed is the hardware's) and to autograd's backward
+pass: what is left is everything any rewrite of the Python around them could save.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import platform
 import pstats
+import resource
 import time
 from pathlib import Path
 
@@ -54,6 +61,40 @@ def reset_peak_rss() -> bool:
         return True
     except OSError:
         return False
+
+
+# torch's matrix products and attention, as cProfile names the C functions Python calls.
+DENSE_KERNELS = (
+    "torch._C._nn.linear",
+    "torch.matmul",
+    "torch.bmm",
+    "torch.baddbmm",
+    "torch.addmm",
+    "torch.einsum",
+    "torch._C._nn.scaled_dot_product_attention",
+)
+BACKWARD = "run_backward"
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its reaped children so far."""
+    own, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def kernel_seconds(profile: cProfile.Profile) -> dict[str, float]:
+    """Own time in the dense kernels and in autograd's backward pass."""
+    stats = pstats.Stats(profile, stream=io.StringIO())
+    dense = backward = 0.0
+    for (_, _, name), (_, _, own, _, _) in stats.stats.items():
+        if any(kernel in name for kernel in DENSE_KERNELS):
+            dense += own
+        elif BACKWARD in name:
+            backward += own
+    return {"dense_kernels_s": round(dense, 2), "backward_s": round(backward, 2)}
 
 
 def top_functions(profile: cProfile.Profile, count: int) -> list[dict]:
@@ -105,21 +146,30 @@ def main() -> None:
     }
     for section in sections:
         resettable = reset_peak_rss()
+        cpu_before = cpu_seconds()
         profile = cProfile.Profile()
         profile.enable()
         result = _run_section(section, ctx)
         profile.disable()
         release_freed_memory()  # as the report does between sections
+        cpu_s = cpu_seconds() - cpu_before
         entry = {
             "section": section.key,
             "status": result.status,
             "wall_s": round(result.duration_s, 2),
             "peak_rss_mb": peak_rss_mb(),
             "peak_is_per_section": resettable,
+            "cpu_s": round(cpu_s, 1),
+            "cores_busy": round(cpu_s / result.duration_s, 2),
+            **kernel_seconds(profile),
             "top": top_functions(profile, args.top),
         }
         report["sections"].append(entry)
-        print(f"\n{section.key}: {entry['wall_s']} s, peak RSS {entry['peak_rss_mb']:.0f} MB")
+        print(
+            f"\n{section.key}: {entry['wall_s']} s, peak RSS {entry['peak_rss_mb']:.0f} MB, "
+            f"CPU {entry['cpu_s']} s ({entry['cores_busy']} cores busy), dense kernels "
+            f"{entry['dense_kernels_s']} s, backward {entry['backward_s']} s"
+        )
         for row in entry["top"]:
             cumulative, own = row["cumulative_s"], row["own_s"]
             print(f"  {cumulative:8.2f} s cum  {own:8.2f} s own  {row['function']}")
